@@ -1,0 +1,91 @@
+//! The security events written to the audit log.
+
+use time::OffsetDateTime;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditEvent {
+    LoginSucceeded,
+    LoginFailed,
+    LoginRateLimited,
+    Registered,
+    Refreshed,
+    /// The previous token came back inside the grace window: the same
+    /// successor was answered again, the session unchanged.
+    RefreshRetried,
+    /// The previous token came back just after the grace window.
+    ReuseLateRetry,
+    /// An older token came back: a stale copy, the theft case.
+    ReuseStaleCopy,
+    Logout,
+    LogoutAll,
+    SessionRevoked,
+    PasswordChanged,
+    PasswordChangeFailed,
+    UserDisabled,
+    UserEnabled,
+    KeyRotated,
+    KeyRetired,
+}
+
+impl AuditEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LoginSucceeded => "login_succeeded",
+            Self::LoginFailed => "login_failed",
+            Self::LoginRateLimited => "login_rate_limited",
+            Self::Registered => "registered",
+            Self::Refreshed => "refreshed",
+            Self::RefreshRetried => "refresh_retried",
+            Self::ReuseLateRetry => "reuse_detected_late_retry",
+            Self::ReuseStaleCopy => "reuse_detected_stale_copy",
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
+            Self::SessionRevoked => "session_revoked",
+            Self::PasswordChanged => "password_changed",
+            Self::PasswordChangeFailed => "password_change_failed",
+            Self::UserDisabled => "user_disabled",
+            Self::UserEnabled => "user_enabled",
+            Self::KeyRotated => "key_rotated",
+            Self::KeyRetired => "key_retired",
+        }
+    }
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub at: OffsetDateTime,
+    pub event: String,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub ip: Option<String>,
+    /// Free text for a person: never a secret.
+    pub detail: Option<String>,
+}
+
+impl AuditRecord {
+    pub fn new(event: AuditEvent, at: OffsetDateTime) -> Self {
+        Self { at, event: event.as_str().to_owned(), user_id: None, session_id: None, ip: None, detail: None }
+    }
+
+    pub fn user(mut self, id: &str) -> Self {
+        self.user_id = Some(id.to_owned());
+        self
+    }
+
+    pub fn session(mut self, id: &str) -> Self {
+        self.session_id = Some(id.to_owned());
+        self
+    }
+
+    pub fn ip(mut self, ip: &str) -> Self {
+        self.ip = Some(ip.to_owned());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}

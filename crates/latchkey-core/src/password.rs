@@ -1,0 +1,197 @@
+//! Argon2id password hashing, off the async workers, behind a bounded queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+use crate::error::ServiceError;
+
+/// OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane.
+pub const OWASP_MEMORY_KIB: u32 = 19 * 1024;
+pub const OWASP_ITERATIONS: u32 = 2;
+pub const OWASP_LANES: u32 = 1;
+
+/// How long a client told "busy" should wait.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Hashes and checks passwords on the blocking pool. At most `workers`
+/// hashes run at once; at most `queue` more wait; beyond that callers get
+/// [`ServiceError::Busy`] at once, so a flood of logins never grows memory
+/// or latency without bound.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: Params,
+    admission: Arc<Semaphore>,
+    workers: Arc<Semaphore>,
+    admission_size: usize,
+    /// A hash of a random password, checked for unknown users so that they
+    /// cost the same as known ones.
+    decoy_hash: Arc<String>,
+}
+
+impl PasswordHasher {
+    pub fn new(queue: usize) -> Result<Self, ServiceError> {
+        let params = Params::new(OWASP_MEMORY_KIB, OWASP_ITERATIONS, OWASP_LANES, None)
+            .map_err(|e| ServiceError::Internal(format!("argon2 parameters: {e}")))?;
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let mut decoy = [0u8; 32];
+        argon2::password_hash::rand_core::RngCore::fill_bytes(&mut OsRng, &mut decoy);
+        let decoy_password = base64_url(&decoy);
+        let decoy_hash = hash_with(&params, &decoy_password)?;
+        Ok(Self {
+            params,
+            admission: Arc::new(Semaphore::new(workers + queue)),
+            workers: Arc::new(Semaphore::new(workers)),
+            admission_size: workers + queue,
+            decoy_hash: Arc::new(decoy_hash),
+        })
+    }
+
+    /// Requests admitted and not yet finished (hashing or waiting).
+    pub fn queue_depth(&self) -> usize {
+        self.admission_size - self.admission.available_permits()
+    }
+
+    /// A PHC string for a new password.
+    pub async fn hash(&self, password: &str) -> Result<String, ServiceError> {
+        let password = zeroize::Zeroizing::new(password.to_owned());
+        let params = self.params.clone();
+        self.run(move || hash_with(&params, &password)).await?
+    }
+
+    /// Checks a password against a stored PHC string, or against the decoy
+    /// when there is none (unknown user), so both cost one hash.
+    /// Answers whether it matched and whether the stored hash should be
+    /// replaced because the parameters changed.
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+    ) -> Result<Verified, ServiceError> {
+        let password = zeroize::Zeroizing::new(password.to_owned());
+        let known = stored.is_some();
+        let phc = stored
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.decoy_hash.as_ref().clone());
+        let params = self.params.clone();
+        self.run(move || {
+            let Ok(parsed) = PasswordHash::new(&phc) else {
+                return Verified { matched: false, needs_rehash: false };
+            };
+            let matched = known
+                && argon2_with(&params)
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok();
+            // The decoy must cost a real verification too.
+            if !known {
+                let _ = argon2_with(&params).verify_password(password.as_bytes(), &parsed);
+            }
+            let needs_rehash = matched
+                && Params::try_from(&parsed).map_or(true, |p| {
+                    (p.m_cost(), p.t_cost(), p.p_cost())
+                        != (params.m_cost(), params.t_cost(), params.p_cost())
+                });
+            Verified { matched, needs_rehash }
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let _admitted = self
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::Busy { retry_after: BUSY_RETRY_AFTER })?;
+        let _worker = self
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ServiceError::Internal("password pool closed".into()))?;
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(job))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("password job: {e}")))
+    }
+}
+
+/// The outcome of a password check.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified {
+    pub matched: bool,
+    pub needs_rehash: bool,
+}
+
+fn argon2_with(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+fn hash_with(params: &Params, password: &str) -> Result<String, ServiceError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2_with(params)
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Internal(format!("argon2: {e}")))
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
+        let hasher = PasswordHasher::new(4).unwrap();
+        let phc = hasher.hash("correct horse").await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        let ok = hasher.verify("correct horse", Some(&phc)).await.unwrap();
+        assert!(ok.matched && !ok.needs_rehash);
+        assert!(!hasher.verify("wrong", Some(&phc)).await.unwrap().matched);
+        assert!(!hasher.verify("correct horse", None).await.unwrap().matched);
+    }
+
+    #[tokio::test]
+    async fn weaker_stored_hashes_ask_for_a_rehash() {
+        let hasher = PasswordHasher::new(4).unwrap();
+        let weak = Params::new(8 * 1024, 1, 1, None).unwrap();
+        let phc = hash_with(&weak, "pw123456").unwrap();
+        let v = hasher.verify("pw123456", Some(&phc)).await.unwrap();
+        assert!(v.matched && v.needs_rehash);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy_at_once() {
+        let hasher = PasswordHasher::new(0).unwrap();
+        let workers = hasher.admission_size;
+        let mut jobs = Vec::new();
+        for _ in 0..workers {
+            let h = hasher.clone();
+            jobs.push(tokio::spawn(async move { h.hash("pw123456").await }));
+        }
+        // Let the spawned jobs take their permits.
+        while hasher.queue_depth() < workers {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            hasher.hash("pw123456").await,
+            Err(ServiceError::Busy { .. })
+        ));
+        for job in jobs {
+            job.await.unwrap().unwrap();
+        }
+        assert_eq!(hasher.queue_depth(), 0);
+    }
+}

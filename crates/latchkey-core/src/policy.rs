@@ -1,0 +1,53 @@
+//! The settings that shape the rules (lifetimes, windows, algorithm).
+
+use std::time::Duration;
+
+use crate::keys::SigningAlg;
+
+/// Everything the service needs to know of the configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub session_max_age: Duration,
+    pub refresh_reuse_grace: Duration,
+    pub signing_alg: SigningAlg,
+    pub registration_open: bool,
+    pub default_scope: String,
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+    pub jwks_max_age: Duration,
+    /// Concurrent Argon2 computations plus those allowed to wait; beyond it
+    /// logins answer 503 at once.
+    pub password_queue: usize,
+}
+
+/// How often a running server reloads keys from the store.
+pub const KEY_PICKUP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The client id of tokens issued through the `/v1` API.
+pub const WEB_CLIENT_ID: &str = "web";
+
+impl Policy {
+    /// Defaults of API.md for an issuer.
+    pub fn with_issuer(issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into();
+        Self {
+            audience: issuer.clone(),
+            issuer,
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(7 * 24 * 3600),
+            session_max_age: Duration::from_secs(30 * 24 * 3600),
+            refresh_reuse_grace: Duration::from_secs(10),
+            signing_alg: SigningAlg::EdDsa,
+            registration_open: true,
+            default_scope: String::new(),
+            login_max_failures: 10,
+            login_window: Duration::from_secs(15 * 60),
+            jwks_max_age: Duration::from_secs(5 * 60),
+            password_queue: 64,
+        }
+    }
+}

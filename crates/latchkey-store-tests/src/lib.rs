@@ -1,0 +1,2 @@
+
+//! The conformance suite every latchkey `Store` implementation must pass.
