@@ -66,7 +66,14 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     pub fn new(event: AuditEvent, at: OffsetDateTime) -> Self {
-        Self { at, event: event.as_str().to_owned(), user_id: None, session_id: None, ip: None, detail: None }
+        Self {
+            at,
+            event: event.as_str().to_owned(),
+            user_id: None,
+            session_id: None,
+            ip: None,
+            detail: None,
+        }
     }
 
     pub fn user(mut self, id: &str) -> Self {

@@ -26,6 +26,12 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], ServiceError> {
 #[derive(Clone)]
 pub struct MasterKey(Zeroizing<[u8; 32]>);
 
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<hidden>)")
+    }
+}
+
 impl MasterKey {
     pub fn from_base64(text: &str) -> Result<Self, String> {
         let bytes = base64::engine::general_purpose::STANDARD
@@ -69,10 +75,12 @@ impl MasterKey {
 
     /// Decrypts what [`MasterKey::seal`] made with the same `label`.
     pub fn open(&self, label: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
-        let wrong = || ServiceError::Internal(
-            "a stored private key does not decrypt: is master_key the one it was stored with?"
-                .into(),
-        );
+        let wrong = || {
+            ServiceError::Internal(
+                "a stored private key does not decrypt: is master_key the one it was stored with?"
+                    .into(),
+            )
+        };
         if sealed.len() < NONCE_LEN {
             return Err(wrong());
         }
@@ -136,10 +144,12 @@ mod tests {
 
     #[test]
     fn sealed_data_opens_only_with_the_same_key_and_label() {
-        let key = MasterKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
-            .unwrap();
-        let other = MasterKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([8u8; 32]))
-            .unwrap();
+        let key =
+            MasterKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
+                .unwrap();
+        let other =
+            MasterKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([8u8; 32]))
+                .unwrap();
         let sealed = key.seal("kid-1", b"secret").unwrap();
         assert_eq!(key.open("kid-1", &sealed).unwrap().as_slice(), b"secret");
         assert!(key.open("kid-2", &sealed).is_err());

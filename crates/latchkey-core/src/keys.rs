@@ -66,7 +66,9 @@ impl FromStr for SigningAlg {
             "EdDSA" => Ok(Self::EdDsa),
             "ES256" => Ok(Self::Es256),
             "RS256" => Ok(Self::Rs256),
-            other => Err(format!("unknown algorithm {other:?}: use EdDSA, ES256 or RS256")),
+            other => Err(format!(
+                "unknown algorithm {other:?}: use EdDSA, ES256 or RS256"
+            )),
         }
     }
 }
@@ -263,7 +265,10 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    pub fn load(records: Vec<KeyRecord>, master_key: Option<&MasterKey>) -> Result<Self, ServiceError> {
+    pub fn load(
+        records: Vec<KeyRecord>,
+        master_key: Option<&MasterKey>,
+    ) -> Result<Self, ServiceError> {
         let mut keys = Vec::with_capacity(records.len());
         for record in records {
             let alg: SigningAlg = record.alg.parse().map_err(ServiceError::Internal)?;
@@ -313,7 +318,12 @@ impl KeyRing {
     }
 
     /// The key with this kid, if it may verify a token at `now`.
-    pub fn verifying_key(&self, kid: &str, now: OffsetDateTime, access_ttl: Duration) -> Option<&LoadedKey> {
+    pub fn verifying_key(
+        &self,
+        kid: &str,
+        now: OffsetDateTime,
+        access_ttl: Duration,
+    ) -> Option<&LoadedKey> {
         let key = self.keys.get(*self.by_kid.get(kid)?)?;
         let records: Vec<&KeyRecord> = self.records().collect();
         let state = state_of(&key.record, &records, now, access_ttl);
@@ -354,7 +364,11 @@ fn decoding_key(jwk: &PublicJwk) -> Result<DecodingKey, ServiceError> {
 
 /// When a key stopped (or will have stopped) signing, as seen at `now`: its
 /// own retirement, or the activation of a later key that did sign.
-fn end_of_signing(key: &KeyRecord, all: &[&KeyRecord], now: OffsetDateTime) -> Option<OffsetDateTime> {
+fn end_of_signing(
+    key: &KeyRecord,
+    all: &[&KeyRecord],
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
     let superseded = all
         .iter()
         .filter(|other| other.kid != key.kid && other.purged_at.is_none())
@@ -372,7 +386,12 @@ fn end_of_signing(key: &KeyRecord, all: &[&KeyRecord], now: OffsetDateTime) -> O
 }
 
 /// The state of one key at `now`, among all keys of the ring.
-pub fn state_of(key: &KeyRecord, all: &[&KeyRecord], now: OffsetDateTime, access_ttl: Duration) -> KeyState {
+pub fn state_of(
+    key: &KeyRecord,
+    all: &[&KeyRecord],
+    now: OffsetDateTime,
+    access_ttl: Duration,
+) -> KeyState {
     if key.purged_at.is_some() {
         return KeyState::Purged;
     }
@@ -386,7 +405,7 @@ pub fn state_of(key: &KeyRecord, all: &[&KeyRecord], now: OffsetDateTime, access
     match end {
         None => KeyState::Signing,
         // Retired before it ever signed: nothing can need it.
-        Some(end) if end <= key.activates_at => KeyState::Expired,
+        Some(end) if end < key.activates_at => KeyState::Expired,
         Some(end) if end + access_ttl + VERIFIER_LEEWAY > now => KeyState::Retired,
         Some(_) => KeyState::Expired,
     }
@@ -408,7 +427,10 @@ mod tests {
 
     fn states(records: &[KeyRecord], now: i64) -> Vec<KeyState> {
         let all: Vec<&KeyRecord> = records.iter().collect();
-        records.iter().map(|k| state_of(k, &all, at(now), TTL)).collect()
+        records
+            .iter()
+            .map(|k| state_of(k, &all, at(now), TTL))
+            .collect()
     }
 
     #[test]
@@ -428,7 +450,8 @@ mod tests {
 
     #[test]
     fn encrypted_keys_need_the_master_key() {
-        let master = MasterKey::from_base64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();
+        let master =
+            MasterKey::from_base64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();
         let record = generate(SigningAlg::EdDsa, at(0), at(0), Some(&master)).unwrap();
         assert!(record.encrypted);
         assert!(Ed25519KeyPair::from_pkcs8(&record.private_key).is_err());

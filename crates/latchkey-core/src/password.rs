@@ -82,7 +82,10 @@ impl PasswordHasher {
         let params = self.params.clone();
         self.run(move || {
             let Ok(parsed) = PasswordHash::new(&phc) else {
-                return Verified { matched: false, needs_rehash: false };
+                return Verified {
+                    matched: false,
+                    needs_rehash: false,
+                };
             };
             let matched = known
                 && argon2_with(&params)
@@ -97,7 +100,10 @@ impl PasswordHasher {
                     (p.m_cost(), p.t_cost(), p.p_cost())
                         != (params.m_cost(), params.t_cost(), params.p_cost())
                 });
-            Verified { matched, needs_rehash }
+            Verified {
+                matched,
+                needs_rehash,
+            }
         })
         .await
     }
@@ -106,11 +112,13 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
-        let _admitted = self
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ServiceError::Busy { retry_after: BUSY_RETRY_AFTER })?;
+        let _admitted =
+            self.admission
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| ServiceError::Busy {
+                    retry_after: BUSY_RETRY_AFTER,
+                })?;
         let _worker = self
             .workers
             .clone()

@@ -45,12 +45,19 @@ impl ParsedRefreshToken {
         }
         let generation = generation.parse().ok()?;
         let mac: [u8; MAC_LEN] = B64.decode(mac).ok()?.try_into().ok()?;
-        Some(Self { session_id: sid.to_owned(), generation, mac })
+        Some(Self {
+            session_id: sid.to_owned(),
+            generation,
+            mac,
+        })
     }
 
     /// Whether the MAC is the one the server would make for this session.
     pub fn is_genuine(&self, secret: &RefreshSecret, salt: &[u8]) -> bool {
-        secret.verify(&mac_input(&self.session_id, salt, &self.generation.to_be_bytes()), &self.mac)
+        secret.verify(
+            &mac_input(&self.session_id, salt, &self.generation.to_be_bytes()),
+            &self.mac,
+        )
     }
 }
 
@@ -58,7 +65,10 @@ impl ParsedRefreshToken {
 pub fn mint(secret: &RefreshSecret, session_id: &str, salt: &[u8], generation: u64) -> String {
     let gen_bytes = generation.to_be_bytes();
     let tag = secret.sign(&mac_input(session_id, salt, &gen_bytes));
-    format!("{VERSION}.{session_id}.{generation}.{}", B64.encode(tag.as_ref()))
+    format!(
+        "{VERSION}.{session_id}.{generation}.{}",
+        B64.encode(tag.as_ref())
+    )
 }
 
 fn mac_input<'a>(sid: &'a str, salt: &'a [u8], generation: &'a [u8; 8]) -> [&'a [u8]; 3] {
@@ -94,9 +104,18 @@ mod tests {
 
     #[test]
     fn malformed_tokens_do_not_parse() {
-        for bad in ["", "lk1", "lk1.sid.1", "lk2.sid.1.AAAA", "lk1..1.AAAA", "lk1.s d.1.AAAA",
-            "lk1.sid.-1.AAAA", "lk1.sid.1.AAAA", "lk1.sid.99999999999999999999999.AAAA",
-            "lk1.sid.1.AAAA.extra"] {
+        for bad in [
+            "",
+            "lk1",
+            "lk1.sid.1",
+            "lk2.sid.1.AAAA",
+            "lk1..1.AAAA",
+            "lk1.s d.1.AAAA",
+            "lk1.sid.-1.AAAA",
+            "lk1.sid.1.AAAA",
+            "lk1.sid.99999999999999999999999.AAAA",
+            "lk1.sid.1.AAAA.extra",
+        ] {
             assert!(ParsedRefreshToken::parse(bad).is_none(), "{bad}");
         }
     }

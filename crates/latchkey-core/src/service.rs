@@ -95,8 +95,12 @@ impl Service {
         &self.store
     }
 
+    /// The clock's time in whole milliseconds, the precision stores keep, so
+    /// that what is answered now reads back the same later.
     pub fn now(&self) -> OffsetDateTime {
-        self.clock.now()
+        let now = self.clock.now();
+        now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap_or(now)
     }
 
     pub fn password_queue_depth(&self) -> usize {
@@ -160,14 +164,23 @@ impl Service {
         } else {
             now + self.policy.jwks_max_age + KEY_PICKUP_INTERVAL
         };
-        let key = keys::generate(self.policy.signing_alg, now, activates_at, self.master_key.as_ref())?;
+        let key = keys::generate(
+            self.policy.signing_alg,
+            now,
+            activates_at,
+            self.master_key.as_ref(),
+        )?;
         self.store.insert_key(&key).await?;
         self.audit(
             AuditRecord::new(AuditEvent::KeyRotated, now)
                 .detail(format!("kid={} alg={} now={now_flag}", key.kid, key.alg)),
         )
         .await;
-        let state = if now_flag { KeyState::Signing } else { KeyState::Pending };
+        let state = if now_flag {
+            KeyState::Signing
+        } else {
+            KeyState::Pending
+        };
         Ok(KeyStatus { record: key, state })
     }
 
@@ -195,7 +208,9 @@ impl Service {
         } else {
             None
         };
-        self.store.retire_key(kid, now, purge, promote.as_deref()).await?;
+        self.store
+            .retire_key(kid, now, purge, promote.as_deref())
+            .await?;
         self.audit(
             AuditRecord::new(AuditEvent::KeyRetired, now)
                 .detail(format!("kid={kid} purge={purge}")),
@@ -212,18 +227,31 @@ impl Service {
     // ---- users ------------------------------------------------------------
 
     /// `POST /v1/auth/register`.
-    pub async fn register(&self, username: &str, password: &str, ctx: &RequestContext) -> Result<UserRecord, ServiceError> {
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> Result<UserRecord, ServiceError> {
         if !self.policy.registration_open {
             return Err(ServiceError::RegistrationClosed);
         }
         let user = self.create_user(username, password).await?;
-        self.audit(AuditRecord::new(AuditEvent::Registered, user.created_at).user(&user.id).ip(&ctx.ip))
-            .await;
+        self.audit(
+            AuditRecord::new(AuditEvent::Registered, user.created_at)
+                .user(&user.id)
+                .ip(&ctx.ip),
+        )
+        .await;
         Ok(user)
     }
 
     /// Creates a user whatever `registration` says (the CLI's `user add`).
-    pub async fn create_user(&self, username: &str, password: &str) -> Result<UserRecord, ServiceError> {
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<UserRecord, ServiceError> {
         let username = Username::parse(username)?;
         let password = NewPassword::parse(password)?;
         if self.store.user_by_key(username.key()).await?.is_some() {
@@ -257,12 +285,23 @@ impl Service {
     }
 
     /// Disables a user (revoking every session) or enables one.
-    pub async fn set_user_disabled(&self, username: &str, disabled: bool) -> Result<UserRecord, ServiceError> {
+    pub async fn set_user_disabled(
+        &self,
+        username: &str,
+        disabled: bool,
+    ) -> Result<UserRecord, ServiceError> {
         let user = self.user_by_name(username).await?;
         let now = self.now();
-        self.store.set_user_disabled(&user.id, disabled.then_some(now)).await?;
-        let event = if disabled { AuditEvent::UserDisabled } else { AuditEvent::UserEnabled };
-        self.audit(AuditRecord::new(event, now).user(&user.id)).await;
+        self.store
+            .set_user_disabled(&user.id, disabled.then_some(now))
+            .await?;
+        let event = if disabled {
+            AuditEvent::UserDisabled
+        } else {
+            AuditEvent::UserEnabled
+        };
+        self.audit(AuditRecord::new(event, now).user(&user.id))
+            .await;
         self.user_by_name(username).await
     }
 
@@ -272,12 +311,19 @@ impl Service {
         let password = NewPassword::parse(password)?;
         let hash = self.hasher.hash(password.expose()).await?;
         let now = self.now();
-        let scope = RevokeScope::User { user_id: &user.id, except: None };
+        let scope = RevokeScope::User {
+            user_id: &user.id,
+            except: None,
+        };
         self.store
             .set_password_hash(&user.id, &hash, Some((scope, now, "password_set")))
             .await?;
-        self.audit(AuditRecord::new(AuditEvent::PasswordChanged, now).user(&user.id).detail("set by an operator"))
-            .await;
+        self.audit(
+            AuditRecord::new(AuditEvent::PasswordChanged, now)
+                .user(&user.id)
+                .detail("set by an operator"),
+        )
+        .await;
         Ok(())
     }
 
@@ -298,7 +344,9 @@ impl Service {
         }
         if failures.count >= self.policy.login_max_failures {
             let left = (window_end - now).unsigned_abs();
-            return Err(ServiceError::RateLimited { retry_after: round_up_secs(left) });
+            return Err(ServiceError::RateLimited {
+                retry_after: round_up_secs(left),
+            });
         }
         Ok(true)
     }
@@ -325,14 +373,18 @@ impl Service {
         let had_failures = match self.check_rate_limit(&rate_key, now).await {
             Ok(had) => had,
             Err(e) => {
-                self.audit(AuditRecord::new(AuditEvent::LoginRateLimited, now).ip(&ctx.ip)).await;
+                self.audit(AuditRecord::new(AuditEvent::LoginRateLimited, now).ip(&ctx.ip))
+                    .await;
                 return Err(e);
             }
         };
         let user = self.store.user_by_key(username.key()).await?;
         let verified = self
             .hasher
-            .verify(password.expose(), user.as_ref().map(|u| u.password_hash.as_str()))
+            .verify(
+                password.expose(),
+                user.as_ref().map(|u| u.password_hash.as_str()),
+            )
             .await?;
         let user = match user {
             Some(user) if verified.matched && user.disabled_at.is_none() => user,
@@ -385,7 +437,11 @@ impl Service {
     pub async fn refresh(&self, token: &str, ctx: &RequestContext) -> Result<Issued, ServiceError> {
         const INVALID: ServiceError = ServiceError::InvalidToken("invalid refresh token");
         let presented = ParsedRefreshToken::parse(token).ok_or(INVALID)?;
-        let found = self.store.session_with_user(&presented.session_id).await?.ok_or(INVALID)?;
+        let found = self
+            .store
+            .session_with_user(&presented.session_id)
+            .await?
+            .ok_or(INVALID)?;
         // The MAC first: a forged string never counts as reuse.
         if !presented.is_genuine(&self.refresh_secret, &found.session.salt) {
             return Err(INVALID);
@@ -394,7 +450,11 @@ impl Service {
         self.check_live(&found, now).map_err(|_| INVALID)?;
         let SessionWithUser { session, user } = found;
         if presented.generation == session.generation {
-            match self.store.advance_generation(&session.id, presented.generation, now).await? {
+            match self
+                .store
+                .advance_generation(&session.id, presented.generation, now)
+                .await?
+            {
                 Advance::Advanced(advanced) => {
                     self.audit(
                         AuditRecord::new(AuditEvent::Refreshed, now)
@@ -403,18 +463,29 @@ impl Service {
                             .ip(&ctx.ip),
                     )
                     .await;
-                    return self.issue(advanced, user, now);
+                    return self.issue(*advanced, user, now);
                 }
                 Advance::Lost => {
                     // Another request won the race: decide on what it left.
-                    let again = self.store.session_with_user(&session.id).await?.ok_or(INVALID)?;
+                    let again = self
+                        .store
+                        .session_with_user(&session.id)
+                        .await?
+                        .ok_or(INVALID)?;
                     self.check_live(&again, now).map_err(|_| INVALID)?;
-                    return self.replay_or_reuse(presented.generation, again, now, ctx).await;
+                    return self
+                        .replay_or_reuse(presented.generation, again, now, ctx)
+                        .await;
                 }
             }
         }
-        self.replay_or_reuse(presented.generation, SessionWithUser { session, user }, now, ctx)
-            .await
+        self.replay_or_reuse(
+            presented.generation,
+            SessionWithUser { session, user },
+            now,
+            ctx,
+        )
+        .await
     }
 
     /// A token older than the session's current one: the same successor
@@ -434,9 +505,8 @@ impl Service {
         }
         let grace = self.policy.refresh_reuse_grace;
         let previous = presented + 1 == session.generation;
-        let in_grace = previous
-            && !grace.is_zero()
-            && session.rotated_at.is_some_and(|at| now - at <= grace);
+        let in_grace =
+            previous && !grace.is_zero() && session.rotated_at.is_some_and(|at| now - at <= grace);
         if in_grace {
             self.audit(
                 AuditRecord::new(AuditEvent::RefreshRetried, now)
@@ -467,7 +537,9 @@ impl Service {
                 )),
         )
         .await;
-        Err(ServiceError::InvalidToken("refresh token reuse: the session is revoked"))
+        Err(ServiceError::InvalidToken(
+            "refresh token reuse: the session is revoked",
+        ))
     }
 
     fn idle_deadline(&self, session: &SessionRecord) -> OffsetDateTime {
@@ -489,7 +561,12 @@ impl Service {
         Ok(())
     }
 
-    fn issue(&self, session: SessionRecord, user: UserRecord, now: OffsetDateTime) -> Result<Issued, ServiceError> {
+    fn issue(
+        &self,
+        session: SessionRecord,
+        user: UserRecord,
+        now: OffsetDateTime,
+    ) -> Result<Issued, ServiceError> {
         let ring = self.ring();
         let key = ring
             .signing_key(now)
@@ -509,9 +586,15 @@ impl Service {
             scope: session.scope.clone(),
         };
         let access_token = tokens::sign(&claims, key)?;
-        let refresh_token =
-            refresh::mint(&self.refresh_secret, &session.id, &session.salt, session.generation);
-        let deadline = self.idle_deadline(&session).min(session.absolute_expires_at);
+        let refresh_token = refresh::mint(
+            &self.refresh_secret,
+            &session.id,
+            &session.salt,
+            session.generation,
+        );
+        let deadline = self
+            .idle_deadline(&session)
+            .min(session.absolute_expires_at);
         let refresh_lifetime = round_up_secs((deadline - now).unsigned_abs());
         Ok(Issued {
             access_token,
@@ -547,21 +630,41 @@ impl Service {
             return Err(ServiceError::InvalidToken("session of another user"));
         }
         self.check_live(&found, now)?;
-        Ok(Authenticated { claims, user: found.user, session: found.session })
+        Ok(Authenticated {
+            claims,
+            user: found.user,
+            session: found.session,
+        })
     }
 
     /// Revokes one session (logout).
-    pub async fn logout(&self, session_id: &str, user_id: &str, ctx: &RequestContext) -> Result<(), ServiceError> {
+    pub async fn logout(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), ServiceError> {
         let now = self.now();
-        self.store.revoke_sessions(RevokeScope::One(session_id), now, "logout").await?;
-        self.audit(AuditRecord::new(AuditEvent::Logout, now).user(user_id).session(session_id).ip(&ctx.ip))
-            .await;
+        self.store
+            .revoke_sessions(RevokeScope::One(session_id), now, "logout")
+            .await?;
+        self.audit(
+            AuditRecord::new(AuditEvent::Logout, now)
+                .user(user_id)
+                .session(session_id)
+                .ip(&ctx.ip),
+        )
+        .await;
         Ok(())
     }
 
     /// Logout with a refresh token: any genuine token of the session will do.
     /// Answers whether it named a session.
-    pub async fn logout_with_refresh_token(&self, token: &str, ctx: &RequestContext) -> Result<bool, ServiceError> {
+    pub async fn logout_with_refresh_token(
+        &self,
+        token: &str,
+        ctx: &RequestContext,
+    ) -> Result<bool, ServiceError> {
         let Some(presented) = ParsedRefreshToken::parse(token) else {
             return Ok(false);
         };
@@ -576,12 +679,24 @@ impl Service {
     }
 
     /// Revokes every session of the user.
-    pub async fn logout_all(&self, user_id: &str, ctx: &RequestContext) -> Result<u64, ServiceError> {
+    pub async fn logout_all(
+        &self,
+        user_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<u64, ServiceError> {
         let now = self.now();
-        let scope = RevokeScope::User { user_id, except: None };
+        let scope = RevokeScope::User {
+            user_id,
+            except: None,
+        };
         let n = self.store.revoke_sessions(scope, now, "logout_all").await?;
-        self.audit(AuditRecord::new(AuditEvent::LogoutAll, now).user(user_id).ip(&ctx.ip).detail(format!("{n} sessions")))
-            .await;
+        self.audit(
+            AuditRecord::new(AuditEvent::LogoutAll, now)
+                .user(user_id)
+                .ip(&ctx.ip)
+                .detail(format!("{n} sessions")),
+        )
+        .await;
         Ok(n)
     }
 
@@ -607,12 +722,19 @@ impl Service {
             .await?;
         if !verified.matched {
             self.count_failure(&rate_key, now).await?;
-            self.audit(AuditRecord::new(AuditEvent::PasswordChangeFailed, now).user(&auth.user.id).ip(&ctx.ip))
-                .await;
+            self.audit(
+                AuditRecord::new(AuditEvent::PasswordChangeFailed, now)
+                    .user(&auth.user.id)
+                    .ip(&ctx.ip),
+            )
+            .await;
             return Err(ServiceError::WrongCurrentPassword);
         }
         let hash = self.hasher.hash(new.expose()).await?;
-        let scope = RevokeScope::User { user_id: &auth.user.id, except: Some(&auth.session.id) };
+        let scope = RevokeScope::User {
+            user_id: &auth.user.id,
+            except: Some(&auth.session.id),
+        };
         self.store
             .set_password_hash(&auth.user.id, &hash, Some((scope, now, "password_changed")))
             .await?;
@@ -627,7 +749,10 @@ impl Service {
     }
 
     /// The live sessions of a user (all users for `None`).
-    pub async fn live_sessions(&self, user_id: Option<&str>) -> Result<Vec<SessionRecord>, ServiceError> {
+    pub async fn live_sessions(
+        &self,
+        user_id: Option<&str>,
+    ) -> Result<Vec<SessionRecord>, ServiceError> {
         let now = self.now();
         let idle_since = now - self.policy.refresh_ttl;
         Ok(self.store.live_sessions(user_id, now, idle_since).await?)
@@ -640,28 +765,47 @@ impl Service {
     }
 
     /// `DELETE /v1/sessions/{sid}`: only the caller's own live sessions.
-    pub async fn revoke_own_session(&self, auth: &Authenticated, sid: &str, ctx: &RequestContext) -> Result<(), ServiceError> {
+    pub async fn revoke_own_session(
+        &self,
+        auth: &Authenticated,
+        sid: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), ServiceError> {
         let not_found = || ServiceError::NotFound("no such session".into());
         let session = self.store.session(sid).await?.ok_or_else(not_found)?;
         if session.user_id != auth.user.id || session.revoked_at.is_some() {
             return Err(not_found());
         }
         let now = self.now();
-        self.store.revoke_sessions(RevokeScope::One(sid), now, "revoked_by_user").await?;
-        self.audit(AuditRecord::new(AuditEvent::SessionRevoked, now).user(&auth.user.id).session(sid).ip(&ctx.ip))
-            .await;
+        self.store
+            .revoke_sessions(RevokeScope::One(sid), now, "revoked_by_user")
+            .await?;
+        self.audit(
+            AuditRecord::new(AuditEvent::SessionRevoked, now)
+                .user(&auth.user.id)
+                .session(sid)
+                .ip(&ctx.ip),
+        )
+        .await;
         Ok(())
     }
 
     /// `session revoke SID` (operator). Not found when no live session has it.
     pub async fn revoke_session(&self, sid: &str) -> Result<(), ServiceError> {
         let now = self.now();
-        let n = self.store.revoke_sessions(RevokeScope::One(sid), now, "revoked_by_operator").await?;
+        let n = self
+            .store
+            .revoke_sessions(RevokeScope::One(sid), now, "revoked_by_operator")
+            .await?;
         if n == 0 {
             return Err(ServiceError::NotFound(format!("no live session {sid}")));
         }
-        self.audit(AuditRecord::new(AuditEvent::SessionRevoked, now).session(sid).detail("by an operator"))
-            .await;
+        self.audit(
+            AuditRecord::new(AuditEvent::SessionRevoked, now)
+                .session(sid)
+                .detail("by an operator"),
+        )
+        .await;
         Ok(())
     }
 
@@ -669,10 +813,20 @@ impl Service {
     pub async fn revoke_user_sessions(&self, username: &str) -> Result<u64, ServiceError> {
         let user = self.user_by_name(username).await?;
         let now = self.now();
-        let scope = RevokeScope::User { user_id: &user.id, except: None };
-        let n = self.store.revoke_sessions(scope, now, "revoked_by_operator").await?;
-        self.audit(AuditRecord::new(AuditEvent::SessionRevoked, now).user(&user.id).detail(format!("all {n}, by an operator")))
-            .await;
+        let scope = RevokeScope::User {
+            user_id: &user.id,
+            except: None,
+        };
+        let n = self
+            .store
+            .revoke_sessions(scope, now, "revoked_by_operator")
+            .await?;
+        self.audit(
+            AuditRecord::new(AuditEvent::SessionRevoked, now)
+                .user(&user.id)
+                .detail(format!("all {n}, by an operator")),
+        )
+        .await;
         Ok(n)
     }
 

@@ -67,7 +67,7 @@ pub struct SessionWithUser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Advance {
     /// The generation moved from `from` to `from + 1`: this caller won.
-    Advanced(SessionRecord),
+    Advanced(Box<SessionRecord>),
     /// The session was not at `from` (or is revoked): someone else won, or
     /// it is gone. Re-read it to decide.
     Lost,
@@ -84,7 +84,10 @@ pub struct LoginFailures {
 #[derive(Debug, Clone, Copy)]
 pub enum RevokeScope<'a> {
     One(&'a str),
-    User { user_id: &'a str, except: Option<&'a str> },
+    User {
+        user_id: &'a str,
+        except: Option<&'a str>,
+    },
 }
 
 #[async_trait]
@@ -120,7 +123,12 @@ pub trait Store: Send + Sync + 'static {
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<SessionWithUser>>;
     /// The refresh compare-and-swap: moves a live session from generation
     /// `from` to `from + 1`, stamping `rotated_at` and `last_used_at` with `now`.
-    async fn advance_generation(&self, id: &str, from: u64, now: OffsetDateTime) -> StoreResult<Advance>;
+    async fn advance_generation(
+        &self,
+        id: &str,
+        from: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<Advance>;
     /// Revokes live sessions; answers how many were live.
     async fn revoke_sessions(
         &self,

@@ -26,7 +26,11 @@ struct Header<'a> {
 
 /// Signs `claims` with `key` as a compact JWS.
 pub fn sign(claims: &AccessClaims, key: &LoadedKey) -> Result<String, ServiceError> {
-    let header = Header { alg: key.alg.as_str(), typ: ACCESS_TOKEN_TYP, kid: &key.record.kid };
+    let header = Header {
+        alg: key.alg.as_str(),
+        typ: ACCESS_TOKEN_TYP,
+        kid: &key.record.kid,
+    };
     let mut token = B64.encode(to_json(&header)?);
     token.push('.');
     token.push_str(&B64.encode(to_json(claims)?));
@@ -64,7 +68,10 @@ pub fn verify(
     if !typ_ok {
         return Err(ServiceError::InvalidToken("not an access token (typ)"));
     }
-    let kid = header.kid.as_deref().ok_or(ServiceError::InvalidToken("no kid"))?;
+    let kid = header
+        .kid
+        .as_deref()
+        .ok_or(ServiceError::InvalidToken("no kid"))?;
     let key = ring
         .verifying_key(kid, now, expect.access_ttl)
         .ok_or(ServiceError::InvalidToken("unknown kid"))?;
@@ -118,7 +125,12 @@ mod tests {
     }
 
     fn expect() -> Expectations<'static> {
-        Expectations { issuer: ISS, audience: ISS, access_ttl: Duration::from_secs(900), leeway: Duration::ZERO }
+        Expectations {
+            issuer: ISS,
+            audience: ISS,
+            access_ttl: Duration::from_secs(900),
+            leeway: Duration::ZERO,
+        }
     }
 
     fn ring(alg: SigningAlg) -> KeyRing {
@@ -139,7 +151,11 @@ mod tests {
         for alg in [SigningAlg::EdDsa, SigningAlg::Es256, SigningAlg::Rs256] {
             let ring = ring(alg);
             let token = sign(&claims(0), ring.signing_key(t(0)).unwrap()).unwrap();
-            assert_eq!(verify(&token, &ring, &expect(), t(1)).unwrap(), claims(0), "{alg}");
+            assert_eq!(
+                verify(&token, &ring, &expect(), t(1)).unwrap(),
+                claims(0),
+                "{alg}"
+            );
         }
     }
 
@@ -149,8 +165,14 @@ mod tests {
         let token = sign(&claims(0), ring.signing_key(t(0)).unwrap()).unwrap();
         assert!(verify(&token, &ring, &expect(), t(899)).is_ok());
         assert!(verify(&token, &ring, &expect(), t(900)).is_err(), "expired");
-        assert!(verify(&token, &ring, &expect(), t(-1)).is_err(), "not yet valid");
-        let lenient = Expectations { leeway: Duration::from_secs(60), ..expect() };
+        assert!(
+            verify(&token, &ring, &expect(), t(-1)).is_err(),
+            "not yet valid"
+        );
+        let lenient = Expectations {
+            leeway: Duration::from_secs(60),
+            ..expect()
+        };
         assert!(verify(&token, &ring, &lenient, t(930)).is_ok());
     }
 
@@ -160,14 +182,24 @@ mod tests {
         let key = ring.signing_key(t(0)).unwrap();
         let kid = &key.record.kid;
         let good = sign(&claims(0), key).unwrap();
-        let other_iss = Expectations { issuer: "https://evil", ..expect() };
+        let other_iss = Expectations {
+            issuer: "https://evil",
+            ..expect()
+        };
         assert!(verify(&good, &ring, &other_iss, t(1)).is_err());
-        let other_aud = Expectations { audience: "api", ..expect() };
+        let other_aud = Expectations {
+            audience: "api",
+            ..expect()
+        };
         assert!(verify(&good, &ring, &other_aud, t(1)).is_err());
 
         // Same key, same claims, but a different header: each must fail.
         let signed_with_header = |header: String| {
-            let mut token = format!("{}.{}", B64.encode(&header), B64.encode(serde_json::to_vec(&claims(0)).unwrap()));
+            let mut token = format!(
+                "{}.{}",
+                B64.encode(&header),
+                B64.encode(serde_json::to_vec(&claims(0)).unwrap())
+            );
             let sig = key.signer.sign(token.as_bytes()).unwrap();
             token.push('.');
             token.push_str(&B64.encode(sig));
@@ -177,20 +209,41 @@ mod tests {
         assert!(verify(&jwt_typ, &ring, &expect(), t(1)).is_err(), "typ JWT");
         let no_typ = signed_with_header(format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#));
         assert!(verify(&no_typ, &ring, &expect(), t(1)).is_err(), "no typ");
-        let media = signed_with_header(format!(r#"{{"alg":"EdDSA","typ":"application/at+jwt","kid":"{kid}"}}"#));
-        assert!(verify(&media, &ring, &expect(), t(1)).is_ok(), "application/at+jwt is allowed");
-        let unknown_kid = signed_with_header(r#"{"alg":"EdDSA","typ":"at+jwt","kid":"nope"}"#.into());
-        assert!(verify(&unknown_kid, &ring, &expect(), t(1)).is_err(), "unknown kid");
+        let media = signed_with_header(format!(
+            r#"{{"alg":"EdDSA","typ":"application/at+jwt","kid":"{kid}"}}"#
+        ));
+        assert!(
+            verify(&media, &ring, &expect(), t(1)).is_ok(),
+            "application/at+jwt is allowed"
+        );
+        let unknown_kid =
+            signed_with_header(r#"{"alg":"EdDSA","typ":"at+jwt","kid":"nope"}"#.into());
+        assert!(
+            verify(&unknown_kid, &ring, &expect(), t(1)).is_err(),
+            "unknown kid"
+        );
         let no_kid = signed_with_header(r#"{"alg":"EdDSA","typ":"at+jwt"}"#.into());
         assert!(verify(&no_kid, &ring, &expect(), t(1)).is_err(), "no kid");
-        let other_alg = signed_with_header(format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{kid}"}}"#));
-        assert!(verify(&other_alg, &ring, &expect(), t(1)).is_err(), "alg not the key's");
+        let other_alg =
+            signed_with_header(format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{kid}"}}"#));
+        assert!(
+            verify(&other_alg, &ring, &expect(), t(1)).is_err(),
+            "alg not the key's"
+        );
 
         // alg none, no signature.
-        let none = forge(&format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#), &claims(0), b"");
+        let none = forge(
+            &format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#),
+            &claims(0),
+            b"",
+        );
         assert!(verify(&none, &ring, &expect(), t(1)).is_err(), "alg none");
         // HS256 with the public key as the secret (the classic confusion).
-        let hs = forge(&format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}"}}"#), &claims(0), &[0u8; 32]);
+        let hs = forge(
+            &format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}"}}"#),
+            &claims(0),
+            &[0u8; 32],
+        );
         assert!(verify(&hs, &ring, &expect(), t(1)).is_err(), "HS256");
     }
 

@@ -145,8 +145,14 @@ mod tests {
         assert!(Username::parse(&"x".repeat(255)).is_err());
         assert!(Username::parse("a\u{0}b").is_err());
         assert!(Username::parse("a\nb").is_err());
-        assert!(Username::parse("a\u{200b}b").is_err(), "Cf: zero width space");
-        assert!(Username::parse("a\u{202e}b").is_err(), "Cf: right-to-left override");
+        assert!(
+            Username::parse("a\u{200b}b").is_err(),
+            "Cf: zero width space"
+        );
+        assert!(
+            Username::parse("a\u{202e}b").is_err(),
+            "Cf: right-to-left override"
+        );
     }
 
     #[test]
@@ -156,7 +162,10 @@ mod tests {
         assert!(NewPassword::parse("éééé").is_ok(), "4 chars, 8 bytes");
         assert!(NewPassword::parse(&"x".repeat(1024)).is_ok());
         assert!(NewPassword::parse(&"x".repeat(1025)).is_err());
-        assert!(NewPassword::parse("  spaces kept  ").unwrap().expose().starts_with("  "));
+        assert!(NewPassword::parse("  spaces kept  ")
+            .unwrap()
+            .expose()
+            .starts_with("  "));
         assert!(LoginPassword::parse("").is_err());
         assert!(LoginPassword::parse("x").is_ok());
         assert!(LoginPassword::parse(&"x".repeat(1025)).is_err());

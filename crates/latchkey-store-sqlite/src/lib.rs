@@ -55,9 +55,9 @@ fn unavailable(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(db.message().to_owned())
         }
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-            StoreError::Corrupt(e.to_string())
-        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
         _ => StoreError::Unavailable(e.to_string()),
     }
 }
@@ -102,7 +102,8 @@ fn time_of(row: &SqliteRow, col: &str) -> Result<OffsetDateTime, sqlx::Error> {
 }
 
 fn opt_time_of(row: &SqliteRow, col: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
-    row.try_get::<Option<i64>, _>(col).map(|v| v.map(from_unix_millis))
+    row.try_get::<Option<i64>, _>(col)
+        .map(|v| v.map(from_unix_millis))
 }
 
 const USER_COLS: &str = "u.id AS u_id, u.username, u.username_key, u.password_hash, \
@@ -211,7 +212,10 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -233,12 +237,14 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<UserRecord>> {
-        sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.username_key = ?"))
-            .bind(username_key)
-            .fetch_optional(&self.pool)
-            .await
-            .and_then(|row| row.as_ref().map(user_of).transpose())
-            .map_err(unavailable)
+        sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users u WHERE u.username_key = ?"
+        ))
+        .bind(username_key)
+        .fetch_optional(&self.pool)
+        .await
+        .and_then(|row| row.as_ref().map(user_of).transpose())
+        .map_err(unavailable)
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
@@ -251,11 +257,13 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        sqlx::query(&format!("SELECT {USER_COLS} FROM users u ORDER BY u.created_at, u.id"))
-            .fetch_all(&self.pool)
-            .await
-            .and_then(|rows| rows.iter().map(user_of).collect())
-            .map_err(unavailable)
+        sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users u ORDER BY u.created_at, u.id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(user_of).collect())
+        .map_err(unavailable)
     }
 
     async fn set_password_hash(
@@ -272,7 +280,9 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         if let Some((scope, now, reason)) = revoke {
-            revoke_in(&mut tx, scope, now, reason).await.map_err(unavailable)?;
+            revoke_in(&mut tx, scope, now, reason)
+                .await
+                .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }
@@ -292,8 +302,13 @@ impl Store for SqliteStore {
             .rows_affected()
             > 0;
         if let Some(now) = disabled_at {
-            let scope = RevokeScope::User { user_id, except: None };
-            revoke_in(&mut tx, scope, now, "user_disabled").await.map_err(unavailable)?;
+            let scope = RevokeScope::User {
+                user_id,
+                except: None,
+            };
+            revoke_in(&mut tx, scope, now, "user_disabled")
+                .await
+                .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(found)
@@ -328,12 +343,14 @@ impl Store for SqliteStore {
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        sqlx::query(&format!("SELECT {SESSION_COLS} FROM sessions s WHERE s.id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .and_then(|row| row.as_ref().map(session_of).transpose())
-            .map_err(unavailable)
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLS} FROM sessions s WHERE s.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .and_then(|row| row.as_ref().map(session_of).transpose())
+        .map_err(unavailable)
     }
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<SessionWithUser>> {
@@ -346,18 +363,29 @@ impl Store for SqliteStore {
         .await
         .and_then(|row| {
             row.as_ref()
-                .map(|r| Ok(SessionWithUser { session: session_of(r)?, user: user_of(r)? }))
+                .map(|r| {
+                    Ok(SessionWithUser {
+                        session: session_of(r)?,
+                        user: user_of(r)?,
+                    })
+                })
                 .transpose()
         })
         .map_err(unavailable)
     }
 
-    async fn advance_generation(&self, id: &str, from: u64, now: OffsetDateTime) -> StoreResult<Advance> {
-        let from = i64::try_from(from).map_err(|_| StoreError::Corrupt("generation out of range".into()))?;
-        let row = sqlx::query(&format!(
-            "UPDATE sessions AS s SET generation = generation + 1, rotated_at = ?1, last_used_at = ?1 \
-             WHERE s.id = ?2 AND s.generation = ?3 AND s.revoked_at IS NULL RETURNING {SESSION_COLS}"
-        ))
+    async fn advance_generation(
+        &self,
+        id: &str,
+        from: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<Advance> {
+        let from = i64::try_from(from)
+            .map_err(|_| StoreError::Corrupt("generation out of range".into()))?;
+        let row = sqlx::query(
+            "UPDATE sessions SET generation = generation + 1, rotated_at = ?1, last_used_at = ?1 \
+             WHERE id = ?2 AND generation = ?3 AND revoked_at IS NULL RETURNING *",
+        )
         .bind(ms(now))
         .bind(id)
         .bind(from)
@@ -365,14 +393,21 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         match row {
-            Some(row) => Ok(Advance::Advanced(session_of(&row).map_err(unavailable)?)),
+            Some(row) => Ok(Advance::Advanced(Box::new(session_of(&row).map_err(unavailable)?))),
             None => Ok(Advance::Lost),
         }
     }
 
-    async fn revoke_sessions(&self, scope: RevokeScope<'_>, now: OffsetDateTime, reason: &str) -> StoreResult<u64> {
+    async fn revoke_sessions(
+        &self,
+        scope: RevokeScope<'_>,
+        now: OffsetDateTime,
+        reason: &str,
+    ) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let n = revoke_in(&mut tx, scope, now, reason).await.map_err(unavailable)?;
+        let n = revoke_in(&mut tx, scope, now, reason)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(n)
     }
@@ -425,7 +460,13 @@ impl Store for SqliteStore {
             .map_err(unavailable)
     }
 
-    async fn retire_key(&self, kid: &str, now: OffsetDateTime, purge: bool, promote: Option<&str>) -> StoreResult<()> {
+    async fn retire_key(
+        &self,
+        kid: &str,
+        now: OffsetDateTime,
+        purge: bool,
+        promote: Option<&str>,
+    ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query(
             "UPDATE signing_keys SET retired_at = COALESCE(retired_at, ?1), \
@@ -449,12 +490,14 @@ impl Store for SqliteStore {
     }
 
     async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
-        sqlx::query("INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(candidate)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
         sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
             .bind(name)
             .fetch_one(&self.pool)

@@ -1,0 +1,235 @@
+//! Start-up: open the store, build the service, bind, serve until stopped.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use latchkey_core::crypto::{random_bytes, RefreshSecret};
+use latchkey_core::policy::KEY_PICKUP_INTERVAL;
+use latchkey_core::store::Store;
+use latchkey_core::{Clock, Policy, Service};
+use latchkey_store_sqlite::{Durability, SqliteSettings, SqliteStore};
+use tokio::net::TcpListener;
+
+use crate::config::{origin_of, Config};
+use crate::http::cookies::CookieSettings;
+use crate::http::{self, AppState, HttpSettings};
+
+/// How long requests in flight may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Opens the store named by `database_url` and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let settings = SqliteSettings {
+        durability: if config.sqlite_synchronous_full {
+            Durability::Full
+        } else {
+            Durability::Normal
+        },
+        ..SqliteSettings::default()
+    };
+    let store = SqliteStore::connect(&config.database_url, &settings)
+        .await
+        .with_context(|| format!("cannot open {}", config.database_url))?;
+    store.migrate().await?;
+    Ok(Arc::new(store))
+}
+
+/// The refresh-token MAC secret: derived from `master_key` when set (so the
+/// database alone mints nothing); else a key file beside the SQLite file;
+/// else (no file: an in-memory database) in the store.
+pub async fn refresh_secret(config: &Config, store: &dyn Store) -> anyhow::Result<RefreshSecret> {
+    if let Some(master) = &config.master_key {
+        return Ok(RefreshSecret::new(
+            master.derive("refresh-token-mac").as_ref(),
+        ));
+    }
+    match sqlite_path(&config.database_url) {
+        Some(db) => {
+            let path = PathBuf::from(format!("{}.secret", db.display()));
+            Ok(RefreshSecret::new(&key_file(&path)?))
+        }
+        None => {
+            tracing::warn!("no master_key: the refresh-token secret is kept in the store itself");
+            let secret = store
+                .secret_or_insert("refresh_mac", &random_bytes::<32>()?)
+                .await?;
+            Ok(RefreshSecret::new(&secret))
+        }
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+}
+
+/// Reads the 32-byte secret, creating it (mode 0600) on first use.
+fn key_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() == 32 => return Ok(bytes),
+        Ok(_) => anyhow::bail!("{} is not a 32-byte secret", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let secret = random_bytes::<32>()?;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(mut file) => {
+            file.write_all(&secret)?;
+            file.sync_all()?;
+            Ok(secret.to_vec())
+        }
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(path),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+fn policy(config: &Config, issuer: String) -> Policy {
+    Policy {
+        audience: config.audience.clone().unwrap_or_else(|| issuer.clone()),
+        issuer,
+        access_ttl: config.access_ttl,
+        refresh_ttl: config.refresh_ttl,
+        session_max_age: config.session_max_age,
+        refresh_reuse_grace: config.refresh_reuse_grace,
+        signing_alg: config.signing_alg,
+        registration_open: config.registration_open,
+        default_scope: config.default_scope.clone(),
+        login_max_failures: config.login_max_failures,
+        login_window: config.login_window,
+        jwks_max_age: config.jwks_max_age,
+        password_queue: config.password_queue,
+    }
+}
+
+/// Builds the service for an issuer (the CLI uses it without serving).
+pub async fn build_service(
+    config: &Config,
+    issuer: String,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<Service>> {
+    let store = open_store(config).await?;
+    let secret = refresh_secret(config, store.as_ref()).await?;
+    let service = Service::new(
+        store,
+        clock,
+        policy(config, issuer),
+        secret,
+        config.master_key.clone(),
+    )?;
+    Ok(Arc::new(service))
+}
+
+/// A bound, ready server.
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        let issuer = config.resolve_issuer(address)?;
+        let allowed_origins = match &config.allowed_origins {
+            Some(list) => list.clone(),
+            None => origin_of(&issuer).into_iter().collect(),
+        };
+        let service = build_service(config, issuer, clock).await?;
+        service.ensure_signing_key().await?;
+        let http = HttpSettings {
+            cookies: CookieSettings {
+                access_name: config.access_cookie.clone(),
+                refresh_name: config.refresh_cookie.clone(),
+                secure: config.cookie_secure,
+                domain: config.cookie_domain.clone(),
+            },
+            allowed_origins,
+            trusted_proxies: config.trusted_proxies.clone(),
+            jwks_max_age: config.jwks_max_age,
+        };
+        Ok(Self {
+            listener,
+            address,
+            state: AppState {
+                service,
+                http: Arc::new(http),
+            },
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn service(&self) -> Arc<Service> {
+        self.state.service.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets requests in flight finish
+    /// (up to 10 s).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let service = self.state.service.clone();
+        let reloader = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEY_PICKUP_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.reload_keys().await {
+                    tracing::warn!(error = %e, "signing keys not reloaded");
+                }
+            }
+        });
+        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        });
+        let forced = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            result = server => result?,
+            () = forced => tracing::warn!("requests still in flight after 10 s: stopping anyway"),
+        }
+        reloader.abort();
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,294 @@
+//! The command line: `latchkey serve`, `migrate`, `user`, `session`, `key`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Arg, ArgMatches, Args, Command, FromArgMatches, Parser, Subcommand};
+use latchkey_core::clock::rfc3339;
+use latchkey_core::service::KeyStatus;
+use latchkey_core::store::{SessionRecord, UserRecord};
+use latchkey_core::{Service, SystemClock};
+use serde_json::json;
+
+use crate::app::{self, Application};
+use crate::config::{self, Config, RawSettings, SETTINGS};
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Log in once, stay logged in safely."
+)]
+pub struct Cli {
+    /// TOML configuration file (default: ./latchkey.toml if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: SettingFlags,
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// `--NAME VALUE` for every setting, kept raw until the layers are merged.
+#[derive(Debug, Default, Clone)]
+pub struct SettingFlags(pub RawSettings);
+
+impl FromArgMatches for SettingFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut raw = BTreeMap::new();
+        for name in SETTINGS {
+            if let Some(value) = matches.get_one::<String>(name) {
+                raw.insert((*name).to_owned(), value.clone());
+            }
+        }
+        Ok(Self(raw))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for SettingFlags {
+    fn augment_args(cmd: Command) -> Command {
+        SETTINGS.iter().fold(cmd, |cmd, name| {
+            cmd.arg(
+                Arg::new(*name)
+                    .long(name.replace('_', "-"))
+                    .value_name("VALUE")
+                    .global(true)
+                    .help_heading("Settings (see the README)"),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Migrate the store if needed, then serve.
+    Serve,
+    /// Bring the store's schema up to date, and stop.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is the first line of standard input.
+    Add {
+        username: String,
+    },
+    /// Set a user's password (from standard input); revokes all their sessions.
+    SetPassword {
+        username: String,
+    },
+    /// One JSON object a line.
+    List,
+    /// Disable a user and revoke all their sessions.
+    Disable {
+        username: String,
+    },
+    Enable {
+        username: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Live sessions, of one user or all; one JSON object a line.
+    List {
+        username: Option<String>,
+    },
+    Revoke {
+        sid: String,
+    },
+    RevokeAll {
+        username: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// One JSON object a line.
+    List,
+    /// Publish a new key; it signs from jwks_max_age + 5 s later.
+    Rotate {
+        /// Sign with it at once (an emergency).
+        #[arg(long)]
+        now: bool,
+    },
+    /// Stop a key signing.
+    Retire {
+        kid: String,
+        /// Also remove it from the JWKS at once (a compromised key).
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+/// Runs the command; errors are reported by the caller as one line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let raw = config::layer(cli.config.as_deref(), std::env::vars(), &cli.settings.0)?;
+    let config = Config::from_raw(&raw)?;
+    let serving = matches!(cli.command, Commands::Serve);
+    telemetry::init(config.log_format, serving);
+    match cli.command {
+        Commands::Serve => serve(&config).await,
+        Commands::Migrate => {
+            app::open_store(&config).await?;
+            Ok(())
+        }
+        Commands::User(cmd) => user(open_service(&config).await?.as_ref(), cmd).await,
+        Commands::Session(cmd) => session(open_service(&config).await?.as_ref(), cmd).await,
+        Commands::Key(cmd) => key(open_service(&config).await?.as_ref(), cmd).await,
+    }
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let app = Application::build(config, Arc::new(SystemClock)).await?;
+    let address = app.address();
+    tracing::info!(%address, "serving");
+    println!("listening on http://{address}");
+    std::io::stdout().flush()?;
+    app.run_until(app::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn open_service(config: &Config) -> anyhow::Result<Arc<Service>> {
+    // The issuer matters only to tokens, which the CLI never issues.
+    let issuer = config
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    app::build_service(config, issuer, Arc::new(SystemClock)).await
+}
+
+fn print(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+fn user_json(u: &UserRecord) -> serde_json::Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "created_at": rfc3339(u.created_at),
+        "disabled": u.disabled_at.is_some(),
+    })
+}
+
+fn session_json(service: &Service, s: &SessionRecord) -> serde_json::Value {
+    json!({
+        "id": s.id,
+        "user_id": s.user_id,
+        "client_id": s.client_id,
+        "created_at": rfc3339(s.created_at),
+        "last_used_at": rfc3339(s.last_used_at),
+        "expires_at": rfc3339(service.session_expires_at(s)),
+        "user_agent": s.user_agent,
+        "ip": s.ip,
+    })
+}
+
+fn key_json(k: &KeyStatus) -> serde_json::Value {
+    json!({
+        "kid": k.record.kid,
+        "alg": k.record.alg,
+        "state": k.state.as_str(),
+        "created_at": rfc3339(k.record.created_at),
+        "activates_at": rfc3339(k.record.activates_at),
+        "retired_at": k.record.retired_at.map(rfc3339),
+        "encrypted": k.record.encrypted,
+    })
+}
+
+/// The first line of standard input, its line ending stripped; on a
+/// terminal, a prompt without echo.
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        return Ok(rpassword::prompt_password("password: ")?);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
+}
+
+async fn user(service: &Service, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add { username } => {
+            let password = read_password()?;
+            let user = service.create_user(&username, &password).await?;
+            print(
+                &json!({ "id": user.id, "username": user.username, "created_at": rfc3339(user.created_at) }),
+            );
+        }
+        UserCommand::SetPassword { username } => {
+            let password = read_password()?;
+            service.set_password(&username, &password).await?;
+        }
+        UserCommand::List => {
+            for u in service.list_users().await? {
+                print(&user_json(&u));
+            }
+        }
+        UserCommand::Disable { username } => print(&user_json(
+            &service.set_user_disabled(&username, true).await?,
+        )),
+        UserCommand::Enable { username } => print(&user_json(
+            &service.set_user_disabled(&username, false).await?,
+        )),
+    }
+    Ok(())
+}
+
+async fn session(service: &Service, cmd: SessionCommand) -> anyhow::Result<()> {
+    match cmd {
+        SessionCommand::List { username } => {
+            let user_id = match username {
+                Some(name) => Some(service.user_by_name(&name).await?.id),
+                None => None,
+            };
+            for s in service.live_sessions(user_id.as_deref()).await? {
+                print(&session_json(service, &s));
+            }
+        }
+        SessionCommand::Revoke { sid } => service.revoke_session(&sid).await?,
+        SessionCommand::RevokeAll { username } => {
+            let n = service.revoke_user_sessions(&username).await?;
+            print(&json!({ "revoked": n }));
+        }
+    }
+    Ok(())
+}
+
+async fn key(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeyCommand::List => {
+            for k in service.list_keys().await? {
+                print(&key_json(&k));
+            }
+        }
+        KeyCommand::Rotate { now } => print(&key_json(&service.rotate_key(now).await?)),
+        KeyCommand::Retire { kid, purge } => {
+            print(&key_json(&service.retire_key(&kid, purge).await?))
+        }
+    }
+    Ok(())
+}

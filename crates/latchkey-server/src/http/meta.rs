@@ -1,0 +1,53 @@
+//! Keys and health: `/.well-known/jwks.json`, `/healthz`, `/readyz`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use latchkey_core::store::StoreError;
+use latchkey_core::ServiceError;
+use latchkey_proto::JwkSet;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+async fn jwks(State(app): State<AppState>) -> Response {
+    let mut response = Json(JwkSet {
+        keys: app.service.jwks(),
+    })
+    .into_response();
+    let cache = format!("public, max-age={}", app.http.jwks_max_age.as_secs());
+    if let Ok(value) = HeaderValue::from_str(&cache) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    response
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    match tokio::time::timeout(READY_TIMEOUT, app.service.store().ping()).await {
+        Ok(Ok(())) => Json(json!({ "status": "ok" })).into_response(),
+        Ok(Err(e)) => ApiError::Service(ServiceError::Unavailable(e)).into_response(),
+        Err(_) => ApiError::Service(ServiceError::Unavailable(StoreError::Unavailable(
+            "the store did not answer in time".into(),
+        )))
+        .into_response(),
+    }
+}

@@ -1,0 +1,103 @@
+//! The HTTP edge: routes, extractors, cookies, CSRF, CORS, body limits, and
+//! the mapping of errors to statuses. Every rule about users, sessions and
+//! tokens is the service's.
+
+mod account;
+mod auth;
+pub mod client_ip;
+pub mod cookies;
+pub mod error;
+mod extract;
+mod meta;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use ipnet::IpNet;
+use latchkey_core::Service;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use self::cookies::CookieSettings;
+use self::error::ApiError;
+
+/// Largest request body accepted (API.md section 6).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the HTTP layer needs beside the service.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub cookies: CookieSettings,
+    pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub jwks_max_age: Duration,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub http: Arc<HttpSettings>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(
+            state
+                .http
+                .allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .max_age(Duration::from_secs(600));
+    Router::new()
+        .merge(auth::router())
+        .merge(account::router())
+        .merge(meta::router())
+        .fallback(|| async { ApiError::RouteNotFound })
+        .with_state(state)
+        .layer(middleware::from_fn(contract_errors))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(cors)
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Gives the contract's JSON body to the answers axum makes itself (405),
+/// and refuses declared over-long bodies before any handler runs.
+async fn contract_errors(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        let mut contract = ApiError::MethodNotAllowed.into_response();
+        if let Some(allow) = allow {
+            contract.headers_mut().insert(header::ALLOW, allow);
+        }
+        return contract;
+    }
+    response
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` for answers that carry tokens.
+pub fn no_store(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}

@@ -1,0 +1,440 @@
+//! The `latchkey` binary: serve, signals, durability, the CLI, configuration.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::helpers::{assert_error, pair_of, PASSWORD};
+
+fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+/// Runs a command to completion, with `stdin` as its standard input.
+pub fn latchkey(dir: &TempDir, args: &[&str], stdin: Option<&str>) -> Output {
+    latchkey_env(dir, args, stdin, &[])
+}
+
+fn latchkey_env(dir: &TempDir, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+    let mut cmd = command(dir.path());
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok_lines(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "commands log nothing by default: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A failed command: one line on stderr, nothing on stdout, non-zero exit.
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    err
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &TempDir, args: &[&str]) -> Self {
+        let mut cmd = command(dir.path());
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cookie-secure",
+            "false",
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {line:?}"))
+            .to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"));
+        Self { child, url }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn login(url: &str, username: &str) -> crate::helpers::Pair {
+    let r = client()
+        .post(format!("{url}/v1/auth/login"))
+        .json(&json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    pair_of(r).await
+}
+
+async fn register(url: &str, username: &str) {
+    let r = client()
+        .post(format!("{url}/v1/auth/register"))
+        .json(&json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+async fn me(url: &str, access: &str) -> reqwest::Response {
+    client()
+        .get(format!("{url}/v1/me"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_prints_where_it_listens_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir, &[]);
+    assert_eq!(
+        client()
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    server.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        dir.path().join("latchkey.db").exists(),
+        "the default database is ./latchkey.db"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_server_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let mut pairs = Vec::new();
+    for i in 0..5 {
+        let name = format!("user{i}");
+        register(&server.url, &name).await;
+        pairs.push(login(&server.url, &name).await);
+    }
+    let revoked = pairs.pop().unwrap();
+    let r = client()
+        .post(format!("{}/v1/auth/logout", server.url))
+        .bearer_auth(&revoked.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    server.signal("KILL");
+    drop(server);
+
+    let server = Server::start(&dir, &[]);
+    let users = ok_lines(&latchkey(&dir, &["user", "list"], None));
+    assert_eq!(users.len(), 5);
+    for pair in &pairs {
+        // Access tokens carry the old issuer (another port): refresh instead.
+        let r = client()
+            .post(format!("{}/v1/auth/refresh", server.url))
+            .header("cookie", format!("refreshToken={}", pair.refresh))
+            .header("origin", &server.url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "session {} survived",
+            pair.session_id
+        );
+        let next = pair_of(r).await;
+        assert_eq!(me(&server.url, &next.access).await.status(), StatusCode::OK);
+    }
+    let r = client()
+        .post(format!("{}/v1/auth/refresh", server.url))
+        .header("cookie", format!("refreshToken={}", revoked.refresh))
+        .header("origin", &server.url)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let sessions = ok_lines(&latchkey(&dir, &["session", "list"], None));
+    assert_eq!(sessions.len(), 4, "the revoked session stays revoked");
+}
+
+#[tokio::test]
+async fn user_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = ok_lines(&latchkey(
+        &dir,
+        &["user", "add", "Carol"],
+        Some("pass word 1\r\n"),
+    ));
+    assert_eq!(added[0]["username"], "Carol");
+    assert_eq!(added[0].as_object().unwrap().len(), 3);
+    failed(&latchkey(&dir, &["user", "add", "dave"], Some("short\n")));
+    failed(&latchkey(
+        &dir,
+        &["user", "add", "carol"],
+        Some("pass word 2\n"),
+    ));
+    failed(&latchkey(&dir, &["user", "disable", "nobody"], None));
+    failed(&latchkey(
+        &dir,
+        &["user", "add", "bad\u{7}name"],
+        Some("pass word 2\n"),
+    ));
+    let list = ok_lines(&latchkey(&dir, &["user", "list"], None));
+    assert_eq!(list.len(), 1);
+
+    let server = Server::start(&dir, &[]);
+    let login_with = |password: &'static str| {
+        client()
+            .post(format!("{}/v1/auth/login", server.url))
+            .json(&json!({"username": "carol", "password": password}))
+            .send()
+    };
+    // The line ending was stripped, nothing else.
+    let r = login_with("pass word 1").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let pair = pair_of(r).await;
+    let disabled = ok_lines(&latchkey(&dir, &["user", "disable", "carol"], None));
+    assert_eq!(disabled[0]["disabled"], true);
+    assert_eq!(
+        login_with("pass word 1").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        me(&server.url, &pair.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    ok_lines(&latchkey(&dir, &["user", "enable", "carol"], None));
+    let r = login_with("pass word 1").await.unwrap();
+    let second = pair_of(r).await;
+    ok_lines(&latchkey(
+        &dir,
+        &["user", "set-password", "carol"],
+        Some("new pass word\n"),
+    ));
+    assert_eq!(
+        me(&server.url, &second.access).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "set-password revokes all sessions"
+    );
+    assert_eq!(
+        login_with("new pass word").await.unwrap().status(),
+        StatusCode::OK
+    );
+    failed(&latchkey(
+        &dir,
+        &["user", "set-password", "carol"],
+        Some("short\n"),
+    ));
+}
+
+#[tokio::test]
+async fn session_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    register(&server.url, "erin").await;
+    register(&server.url, "frank").await;
+    let e1 = login(&server.url, "erin").await;
+    let e2 = login(&server.url, "erin").await;
+    let f = login(&server.url, "frank").await;
+    let listed = ok_lines(&latchkey(&dir, &["session", "list", "erin"], None));
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        ok_lines(&latchkey(&dir, &["session", "list"], None)).len(),
+        3
+    );
+    ok_lines(&latchkey(
+        &dir,
+        &["session", "revoke", &e1.session_id],
+        None,
+    ));
+    assert_eq!(
+        me(&server.url, &e1.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(me(&server.url, &e2.access).await.status(), StatusCode::OK);
+    failed(&latchkey(
+        &dir,
+        &["session", "revoke", &e1.session_id],
+        None,
+    ));
+    failed(&latchkey(
+        &dir,
+        &["session", "revoke", "no-such-session"],
+        None,
+    ));
+    let out = ok_lines(&latchkey(&dir, &["session", "revoke-all", "erin"], None));
+    assert_eq!(out[0]["revoked"], 1);
+    assert_eq!(
+        me(&server.url, &e2.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(me(&server.url, &f.access).await.status(), StatusCode::OK);
+    failed(&latchkey(&dir, &["session", "list", "nobody"], None));
+}
+
+#[tokio::test]
+async fn key_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    ok_lines(&latchkey(&dir, &["migrate"], None));
+    let _server = Server::start(&dir, &[]);
+    let keys = ok_lines(&latchkey(&dir, &["key", "list"], None));
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["state"], "signing");
+    let signing = keys[0]["kid"].as_str().unwrap().to_owned();
+    let refused = failed(&latchkey(&dir, &["key", "retire", &signing], None));
+    assert!(refused.contains("rotate"), "{refused}");
+    failed(&latchkey(&dir, &["key", "retire", "no-such-kid"], None));
+    let rotated = ok_lines(&latchkey(&dir, &["key", "rotate"], None));
+    assert_eq!(rotated[0]["state"], "pending");
+    let retired = ok_lines(&latchkey(&dir, &["key", "retire", &signing], None));
+    assert_eq!(retired[0]["state"], "retired");
+    let states: Vec<Value> = ok_lines(&latchkey(&dir, &["key", "list"], None))
+        .iter()
+        .map(|k| k["state"].clone())
+        .collect();
+    assert_eq!(states, [json!("retired"), json!("signing")]);
+}
+
+#[test]
+fn a_bad_setting_stops_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = failed(&latchkey(&dir, &["migrate", "--access-ttl", "soon"], None));
+    assert!(err.contains("access_ttl"), "{err}");
+    let err = failed(&latchkey_env(
+        &dir,
+        &["migrate"],
+        None,
+        &[("LATCHKEY_SIGNING_ALG", "HS256")],
+    ));
+    assert!(err.contains("signing_alg"), "{err}");
+    std::fs::write(
+        dir.path().join("latchkey.toml"),
+        "refresh_ttl = \"forever\"\n",
+    )
+    .unwrap();
+    let err = failed(&latchkey(&dir, &["migrate"], None));
+    assert!(err.contains("refresh_ttl"), "{err}");
+    let err = failed(&latchkey(
+        &dir,
+        &["serve", "--refresh-ttl", "1d", "--listen", "0.0.0.0:0"],
+        None,
+    ));
+    assert!(
+        err.contains("issuer"),
+        "a wildcard address needs an issuer: {err}"
+    );
+}
+
+#[test]
+fn file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("custom.toml"),
+        "database_url = \"sqlite://from-file.db\"\n",
+    )
+    .unwrap();
+    let add = |extra: &[&str], env: &[(&str, &str)], name: &str| {
+        let mut args = vec!["--config", "custom.toml", "user", "add", name];
+        args.extend_from_slice(extra);
+        ok_lines(&latchkey_env(&dir, &args, Some("pass word 1\n"), env));
+    };
+    add(&[], &[], "a");
+    assert!(dir.path().join("from-file.db").exists());
+    add(
+        &[],
+        &[("LATCHKEY_DATABASE_URL", "sqlite://from-env.db")],
+        "b",
+    );
+    assert!(dir.path().join("from-env.db").exists());
+    add(
+        &["--database-url", "sqlite://from-flag.db"],
+        &[("LATCHKEY_DATABASE_URL", "sqlite://from-env.db")],
+        "c",
+    );
+    assert!(dir.path().join("from-flag.db").exists());
+    let users_in = |db: &str| {
+        ok_lines(&latchkey(
+            &dir,
+            &["user", "list", "--database-url", db],
+            None,
+        ))
+        .len()
+    };
+    assert_eq!(
+        (
+            users_in("sqlite://from-file.db"),
+            users_in("sqlite://from-env.db"),
+            users_in("sqlite://from-flag.db")
+        ),
+        (1, 1, 1)
+    );
+}

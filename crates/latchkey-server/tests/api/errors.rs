@@ -1,0 +1,294 @@
+//! API.md section 6: every malformed input gets its 4xx and the error body;
+//! none gets a 500, and nothing stored is harmed.
+
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::*;
+
+struct Case {
+    name: &'static str,
+    method: Method,
+    path: &'static str,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: StatusCode,
+    code: &'static str,
+}
+
+fn json_case(name: &'static str, path: &'static str, body: &str, status: StatusCode) -> Case {
+    Case {
+        name,
+        method: Method::POST,
+        path,
+        content_type: Some("application/json"),
+        body: body.as_bytes().to_vec(),
+        status,
+        code: if status == StatusCode::CONFLICT {
+            "username_taken"
+        } else {
+            "invalid_request"
+        },
+    }
+}
+
+fn cases() -> Vec<Case> {
+    use StatusCode as S;
+    let long_name = format!(
+        r#"{{"username":"{}","password":"long enough"}}"#,
+        "x".repeat(255)
+    );
+    let long_password = format!(r#"{{"username":"bob","password":"{}"}}"#, "x".repeat(1025));
+    let huge = format!(
+        r#"{{"username":"bob","password":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let mut cases = vec![
+        json_case("bad json", "/v1/auth/register", "{", S::BAD_REQUEST),
+        json_case(
+            "not an object",
+            "/v1/auth/register",
+            "[1,2]",
+            S::BAD_REQUEST,
+        ),
+        json_case("empty body", "/v1/auth/register", "", S::BAD_REQUEST),
+        json_case(
+            "wrong type",
+            "/v1/auth/register",
+            r#"{"username":1,"password":"long enough"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "null field",
+            "/v1/auth/register",
+            r#"{"username":null,"password":"long enough"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "missing field",
+            "/v1/auth/register",
+            r#"{"username":"bob"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "unknown field",
+            "/v1/auth/register",
+            r#"{"username":"bob","password":"long enough","admin":true}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "empty username",
+            "/v1/auth/register",
+            r#"{"username":"  ","password":"long enough"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "long username",
+            "/v1/auth/register",
+            &long_name,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "control character",
+            "/v1/auth/register",
+            r#"{"username":"bo\u0000b","password":"long enough"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "format character",
+            "/v1/auth/register",
+            r#"{"username":"bo\u200bb","password":"long enough"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "short password",
+            "/v1/auth/register",
+            r#"{"username":"bob","password":"1234567"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "long password",
+            "/v1/auth/register",
+            &long_password,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "login long password",
+            "/v1/auth/login",
+            &long_password,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "login empty password",
+            "/v1/auth/login",
+            r#"{"username":"bob","password":""}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "login bad json",
+            "/v1/auth/login",
+            r#"{"username":"bob","password":"x"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "invalid utf-8 escape",
+            "/v1/auth/login",
+            r#"{"username":"\ud800","password":"x"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "taken",
+            "/v1/auth/register",
+            r#"{"username":"EXISTING","password":"long enough"}"#,
+            S::CONFLICT,
+        ),
+        Case {
+            name: "64 KiB+",
+            method: Method::POST,
+            path: "/v1/auth/register",
+            content_type: Some("application/json"),
+            body: huge.into_bytes(),
+            status: S::PAYLOAD_TOO_LARGE,
+            code: "invalid_request",
+        },
+        Case {
+            name: "64 KiB+ on refresh",
+            method: Method::POST,
+            path: "/v1/auth/refresh",
+            content_type: None,
+            body: vec![b'x'; 65 * 1024],
+            status: S::PAYLOAD_TOO_LARGE,
+            code: "invalid_request",
+        },
+        Case {
+            name: "invalid utf-8 bytes",
+            method: Method::POST,
+            path: "/v1/auth/register",
+            content_type: Some("application/json"),
+            body: b"{\"username\":\"\xff\xfe\",\"password\":\"long enough\"}".to_vec(),
+            status: S::BAD_REQUEST,
+            code: "invalid_request",
+        },
+        Case {
+            name: "no content type",
+            method: Method::POST,
+            path: "/v1/auth/login",
+            content_type: None,
+            body: br#"{"username":"bob","password":"x"}"#.to_vec(),
+            status: S::UNSUPPORTED_MEDIA_TYPE,
+            code: "invalid_request",
+        },
+        Case {
+            name: "form content type",
+            method: Method::POST,
+            path: "/v1/auth/register",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: b"username=bob&password=long+enough".to_vec(),
+            status: S::UNSUPPORTED_MEDIA_TYPE,
+            code: "invalid_request",
+        },
+        Case {
+            name: "text content type",
+            method: Method::POST,
+            path: "/v1/me/password",
+            content_type: Some("text/plain"),
+            body: b"{}".to_vec(),
+            status: S::UNAUTHORIZED,
+            code: "invalid_token",
+        },
+        Case {
+            name: "unknown route",
+            method: Method::GET,
+            path: "/v2/nothing",
+            content_type: None,
+            body: vec![],
+            status: S::NOT_FOUND,
+            code: "not_found",
+        },
+        Case {
+            name: "unknown route post",
+            method: Method::POST,
+            path: "/v1/auth/nothing",
+            content_type: None,
+            body: vec![],
+            status: S::NOT_FOUND,
+            code: "not_found",
+        },
+    ];
+    for (method, path) in [
+        (Method::GET, "/v1/auth/login"),
+        (Method::PUT, "/v1/auth/register"),
+        (Method::DELETE, "/v1/me"),
+        (Method::POST, "/.well-known/jwks.json"),
+        (Method::PATCH, "/v1/sessions"),
+        (Method::TRACE, "/v1/me"),
+        (Method::TRACE, "/v1/auth/login"),
+    ] {
+        cases.push(Case {
+            name: "wrong method",
+            method,
+            path,
+            content_type: None,
+            body: vec![],
+            status: S::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+        });
+    }
+    cases
+}
+
+#[tokio::test]
+async fn malformed_requests_get_their_4xx_and_harm_nothing() {
+    let app = TestApp::spawn().await;
+    let before = app.user_and_login("existing").await;
+    for case in cases() {
+        let mut req = app
+            .client
+            .request(case.method.clone(), format!("{}{}", app.url, case.path))
+            .body(case.body.clone());
+        if let Some(ct) = case.content_type {
+            req = req.header("content-type", ct);
+        }
+        let r = req.send().await.unwrap();
+        let allow = r.headers().get("allow").cloned();
+        assert_eq!(
+            r.status(),
+            case.status,
+            "{}: {} {}",
+            case.name,
+            case.method,
+            case.path
+        );
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/json",
+            "{}",
+            case.name
+        );
+        assert_error(r, case.status, case.code).await;
+        if case.status == StatusCode::METHOD_NOT_ALLOWED {
+            let allow = allow.unwrap_or_else(|| panic!("{}: no Allow", case.path));
+            assert!(!allow.to_str().unwrap().contains("TRACE"));
+        }
+    }
+    // Nothing stored was lost: the user, their session and their password.
+    assert_eq!(app.me(&before.access).await.status(), StatusCode::OK);
+    app.refresh(&before.refresh).await;
+    assert_eq!(app.service.list_users().await.unwrap().len(), 1);
+    assert_eq!(
+        app.login_raw("existing", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.get("/healthz").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/readyz").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}

@@ -1,0 +1,230 @@
+//! A real server on a free port, in process, with a clock the test moves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey_core::{ManualClock, Service};
+use latchkey_server::app::Application;
+use latchkey_server::config::{Config, RawSettings};
+use reqwest::header::{HeaderMap, SET_COOKIE};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub url: String,
+    pub clock: Arc<ManualClock>,
+    pub service: Arc<Service>,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    pub database_url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A cookie as the server set it.
+#[derive(Debug, Clone)]
+pub struct SetCookie {
+    pub value: String,
+    /// Attribute names lower-cased, with values when they have one.
+    pub attrs: HashMap<String, String>,
+}
+
+pub fn set_cookies(headers: &HeaderMap) -> HashMap<String, SetCookie> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| {
+            let text = v.to_str().unwrap();
+            let mut parts = text.split(';').map(str::trim);
+            let (name, value) = parts.next().unwrap().split_once('=').unwrap();
+            let attrs = parts
+                .map(|a| match a.split_once('=') {
+                    Some((k, v)) => (k.to_ascii_lowercase(), v.to_owned()),
+                    None => (a.to_ascii_lowercase(), String::new()),
+                })
+                .collect();
+            (
+                name.to_owned(),
+                SetCookie {
+                    value: value.to_owned(),
+                    attrs,
+                },
+            )
+        })
+        .collect()
+}
+
+/// What a login or refresh gave.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(settings: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::spawn_in(dir, settings).await
+    }
+
+    pub async fn spawn_in(dir: TempDir, settings: &[(&str, &str)]) -> Self {
+        let database_url = format!("sqlite://{}/latchkey.db", dir.path().display());
+        let mut raw: RawSettings = [
+            ("listen", "127.0.0.1:0"),
+            ("database_url", database_url.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        raw.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_raw(&raw).unwrap();
+        let clock = Arc::new(ManualClock::starting_now());
+        let app = Application::build(&config, clock.clone()).await.unwrap();
+        let url = format!("http://{}", app.address());
+        let service = app.service();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.run_until(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            url,
+            clock,
+            service,
+            client,
+            dir,
+            database_url,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops serving and hands back the data folder (to restart on it).
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}{path}", self.url))
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(format!("{}{path}", self.url))
+    }
+
+    pub async fn register(&self, username: &str, password: &str) -> Response {
+        self.post("/v1/auth/register")
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login_raw(&self, username: &str, password: &str) -> Response {
+        self.post("/v1/auth/login")
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers `username` (if new) and logs in.
+    pub async fn user_and_login(&self, username: &str) -> Pair {
+        let r = self.register(username, PASSWORD).await;
+        assert!(r.status() == StatusCode::CREATED || r.status() == StatusCode::CONFLICT);
+        self.login(username).await
+    }
+
+    pub async fn login(&self, username: &str) -> Pair {
+        let r = self.login_raw(username, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        pair_of(r).await
+    }
+
+    /// A refresh as a browser on the issuer's origin sends it.
+    pub async fn refresh_raw(&self, refresh_token: &str) -> Response {
+        self.post("/v1/auth/refresh")
+            .header("cookie", format!("refreshToken={refresh_token}"))
+            .header("origin", &self.url)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Pair {
+        let r = self.refresh_raw(refresh_token).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        pair_of(r).await
+    }
+
+    pub async fn me(&self, access: &str) -> Response {
+        self.get("/v1/me").bearer_auth(access).send().await.unwrap()
+    }
+
+    pub async fn audit_events(&self) -> Vec<String> {
+        let rows = self.service.store().recent_audit(1000).await.unwrap();
+        rows.into_iter().map(|r| r.event).collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn pair_of(r: Response) -> Pair {
+    let cookies = set_cookies(r.headers());
+    let body: Value = r.json().await.unwrap();
+    Pair {
+        access: cookies["accessToken"].value.clone(),
+        refresh: cookies["refreshToken"].value.clone(),
+        session_id: body["session_id"].as_str().unwrap().to_owned(),
+        body,
+    }
+}
+
+/// Asserts the contract's error shape and code; answers the body.
+pub async fn assert_error(r: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(r.status(), status, "status for {code}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    body
+}

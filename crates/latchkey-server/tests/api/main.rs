@@ -1,0 +1,11 @@
+//! The HTTP contract of API.md, spoken to a real server on a free port.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod account;
+mod auth;
+mod binary;
+mod csrf;
+mod errors;
+mod helpers;
+mod keys;
+mod refresh;

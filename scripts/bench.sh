@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# The whole comparison in one command: latchkey against the Express baseline
+# (../shared/baselines/express-seed) in its faithful form (string secrets, one
+# process) and its strongest form (KeyObject secrets, 2 cluster workers), same
+# load generator, same run; plus bare Argon2id hashing on all cores, the
+# ceiling of any login. Prints a Markdown table on stdout (progress on stderr).
+#
+#   scripts/bench.sh
+#   DURATION=10 CONNECTIONS=32 RUNS=3 scripts/bench.sh
+#
+# Settings (environment):
+#   DURATION        seconds measured per scenario (default 10)
+#   CONNECTIONS     keep-alive connections = virtual users (default 32)
+#   WARMUP          seconds of load before each measured window (default 2)
+#   RUNS            rounds of everything; the table shows the median (default 1)
+#   SCENARIOS       comma-separated, of me,refresh,login (default all three)
+#   TARGETS         space-separated, of latchkey express-faithful
+#                   express-strongest (default all three)
+#   HASH            0 skips the bare Argon2id measurement (default 1)
+#   CLIENT_THREADS  worker threads of the load generator (default 1)
+#   RESULTS         also copy the raw JSON lines to this file
+#   CARGO_TARGET_DIR  where cargo builds (default: the workspace's target/)
+#   SERVER_LOG      RUST_LOG for latchkey while measured (default warn)
+#
+# Everything listens on 127.0.0.1 only, and everything started here is
+# stopped on exit. The baseline is copied to a temporary folder and
+# `npm install`ed there at run time; it is never part of this repository.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-32}"
+WARMUP="${WARMUP:-2}"
+RUNS="${RUNS:-1}"
+SCENARIOS="${SCENARIOS:-me,refresh,login}"
+TARGETS="${TARGETS:-latchkey express-faithful express-strongest}"
+HASH="${HASH:-1}"
+CLIENT_THREADS="${CLIENT_THREADS:-1}"
+SERVER_LOG="${SERVER_LOG:-warn}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BASELINE_SRC="$ROOT/../shared/baselines/express-seed"
+READY_TIMEOUT=60
+
+# latchkey is measured at its defaults: no LATCHKEY_* setting from the caller's
+# environment reaches it.
+while read -r v; do unset "$v"; done < <(compgen -e | grep '^LATCHKEY_' || true)
+
+for v in DURATION CONNECTIONS WARMUP RUNS CLIENT_THREADS; do
+    if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
+        echo "bench.sh: $v must be a positive integer, got '${!v}'" >&2
+        exit 2
+    fi
+done
+for t in $TARGETS; do
+    case "$t" in
+        latchkey | express-faithful | express-strongest) ;;
+        *) echo "bench.sh: unknown target '$t'" >&2; exit 2 ;;
+    esac
+done
+wants() { [[ " $TARGETS " == *" $1 "* ]]; }
+wants_express() { wants express-faithful || wants express-strongest; }
+
+log() { echo "bench.sh: $*" >&2; }
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")"
+PIDS=()
+
+stop_pid() {
+    # Each server runs in its own session (setsid): signal its whole process
+    # group (the Node cluster's workers with their primary), then wait.
+    local pid="$1" i
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    PIDS=()
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- build ------------------------------------------------------------------
+packages=(-p latchkey-bench)
+if wants latchkey; then packages+=(-p latchkey-server); fi
+log "building ${packages[*]} (release) into $CARGO_TARGET_DIR"
+(cd "$ROOT" && cargo build --release "${packages[@]}" >&2)
+BENCH="$CARGO_TARGET_DIR/release/latchkey-bench"
+LATCHKEY="$CARGO_TARGET_DIR/release/latchkey"
+
+# ---- the baseline, in a temporary folder --------------------------------------
+if wants_express; then
+    if [ ! -f "$BASELINE_SRC/server.js" ]; then
+        log "no baseline at $BASELINE_SRC"
+        exit 1
+    fi
+    mkdir "$WORK/express"
+    cp -R "$BASELINE_SRC/." "$WORK/express/"
+    rm -rf "$WORK/express/node_modules"
+    log "npm install of the baseline in $WORK/express"
+    (cd "$WORK/express" && timeout 600 npm install --no-audit --no-fund >&2)
+fi
+
+# ---- servers ------------------------------------------------------------------
+free_port() {
+    node -e 'const s = require("net").createServer();
+             s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+}
+
+# wait_for_lines PID LOGFILE PATTERN COUNT: until COUNT lines of LOGFILE match
+# PATTERN, the process dies, or READY_TIMEOUT seconds pass.
+wait_for_lines() {
+    local pid="$1" file="$2" pattern="$3" count="$4" deadline=$((SECONDS + READY_TIMEOUT))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if [ "$(grep -cE "$pattern" "$file" 2>/dev/null || true)" -ge "$count" ]; then
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "server $pid exited before it was ready; its output:"
+            cat "$file" "$file.err" >&2 2>/dev/null || true
+            return 1
+        fi
+        sleep 0.1
+    done
+    log "server $pid not ready within ${READY_TIMEOUT}s; its output:"
+    cat "$file" "$file.err" >&2 2>/dev/null || true
+    return 1
+}
+
+SERVER_PID=""
+SERVER_URL=""
+
+start_latchkey() {
+    local out="$WORK/latchkey.out"
+    : >"$out"
+    (cd "$WORK" && RUST_LOG="$SERVER_LOG" exec setsid "$LATCHKEY" serve \
+        --listen 127.0.0.1:0 \
+        --database-url "sqlite://$WORK/latchkey.db" \
+        --cookie-secure false \
+        >"$out" 2>"$out.err") &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_for_lines "$SERVER_PID" "$out" '^listening on http://' 1
+    SERVER_URL="$(grep -m1 -oE '^listening on http://[^[:space:]]+' "$out" | sed 's/^listening on //')"
+    case "$SERVER_URL" in
+        http://127.0.0.1:*) ;;
+        *) log "latchkey listens on '$SERVER_URL', not on 127.0.0.1"; return 1 ;;
+    esac
+}
+
+# start_express WORKERS KEYOBJECT
+start_express() {
+    local workers="$1" keyobject="$2" port out="$WORK/express.out" want=1
+    port="$(free_port)"
+    : >"$out"
+    (cd "$WORK/express" && HOST=127.0.0.1 PORT="$port" CLUSTER_WORKERS="$workers" \
+        SECRET_KEYOBJECT="$keyobject" ROTATE=0 LOG=0 exec setsid node server.js \
+        >"$out" 2>"$out.err") &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    if [ "$workers" -gt 0 ]; then want="$workers"; fi
+    wait_for_lines "$SERVER_PID" "$out" "listening on http://127\.0\.0\.1:$port\$" "$want"
+    SERVER_URL="http://127.0.0.1:$port"
+}
+
+stop_server() {
+    local pid keep=()
+    stop_pid "$SERVER_PID"
+    for pid in "${PIDS[@]}"; do
+        if [ "$pid" != "$SERVER_PID" ]; then keep+=("$pid"); fi
+    done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+    SERVER_PID=""
+}
+
+RESULTS_FILE="$WORK/results.jsonl"
+: >"$RESULTS_FILE"
+n_scenarios=$(($(tr -cd ',' <<<"$SCENARIOS" | wc -c) + 1))
+# Per generator run: setup (bounded by its own timeouts) + warm-up + window.
+RUN_LIMIT=$(((WARMUP + DURATION + 200) * n_scenarios))
+
+load() {
+    local target="$1" label="$2"
+    log "$label: $SCENARIOS at $SERVER_URL, $CONNECTIONS connections, ${WARMUP}s + ${DURATION}s each"
+    timeout "$RUN_LIMIT" "$BENCH" run --target "$target" --url "$SERVER_URL" \
+        --scenario "$SCENARIOS" --connections "$CONNECTIONS" \
+        --duration "${DURATION}s" --warmup "${WARMUP}s" --threads "$CLIENT_THREADS" \
+        --label "$label" >>"$RESULTS_FILE"
+}
+
+log "$(nproc) cores; node $(node --version 2>/dev/null || echo absent); commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+for run in $(seq 1 "$RUNS"); do
+    log "round $run of $RUNS"
+    if wants latchkey; then
+        start_latchkey
+        load latchkey latchkey
+        stop_server
+    fi
+    if wants express-faithful; then
+        start_express 0 0
+        load express express-faithful
+        stop_server
+    fi
+    if wants express-strongest; then
+        start_express 2 1
+        load express express-strongest
+        stop_server
+    fi
+    if [ "$HASH" != 0 ]; then
+        log "bare Argon2id hashing on $(nproc) threads, ${DURATION}s"
+        timeout $((DURATION + 60)) "$BENCH" hash --threads "$(nproc)" \
+            --duration "${DURATION}s" >>"$RESULTS_FILE"
+    fi
+done
+
+if [ -n "${RESULTS:-}" ]; then
+    cp "$RESULTS_FILE" "$RESULTS"
+fi
+echo
+"$BENCH" report "$RESULTS_FILE"
