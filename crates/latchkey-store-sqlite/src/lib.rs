@@ -393,7 +393,9 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         match row {
-            Some(row) => Ok(Advance::Advanced(Box::new(session_of(&row).map_err(unavailable)?))),
+            Some(row) => Ok(Advance::Advanced(Box::new(
+                session_of(&row).map_err(unavailable)?,
+            ))),
             None => Ok(Advance::Lost),
         }
     }

@@ -1,2 +1,956 @@
-
 //! The conformance suite every latchkey `Store` implementation must pass.
+//!
+//! Each case is a `pub async fn` taking a fresh, migrated store; it knows
+//! nothing of the engine behind it. An engine runs them all with
+//! [`conformance_suite!`], from one of its integration tests:
+//!
+//! ```ignore
+//! async fn fresh() -> (Arc<dyn Store>, TempDir) { /* connect + migrate */ }
+//!
+//! latchkey_store_tests::conformance_suite!(fresh);
+//! ```
+//!
+//! Instants are built as whole milliseconds, the precision stores keep.
+
+// This crate is test code: a failed step should stop the case loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use latchkey_core::audit::{AuditEvent, AuditRecord};
+use latchkey_core::clock::from_unix_millis;
+use latchkey_core::keys::{self, KeyRecord, SigningAlg};
+use latchkey_core::store::{
+    Advance, LoginFailures, RevokeScope, SessionRecord, SessionWithUser, Store, StoreError,
+    UserRecord,
+};
+use time::OffsetDateTime;
+use tokio::sync::Barrier;
+
+/// What a suite's `$make` gives: a store, plus anything that must outlive
+/// the case (a temporary directory, say).
+pub trait Fixture: Send + 'static {
+    fn store(&self) -> Arc<dyn Store>;
+}
+
+impl Fixture for Arc<dyn Store> {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(self)
+    }
+}
+
+impl<G: Send + 'static> Fixture for (Arc<dyn Store>, G) {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.0)
+    }
+}
+
+/// Expands to one `#[tokio::test]` per case. `$make` is an async function
+/// or closure, called once per test, answering a fresh migrated store as a
+/// [`Fixture`] (`Arc<dyn Store>`, or `(Arc<dyn Store>, guard)`). The calling
+/// crate needs `tokio` (with the multi-threaded runtime) as a dev-dependency.
+#[macro_export]
+macro_rules! conformance_suite {
+    (@tests $make:expr, $test:meta; $($case:ident),+ $(,)?) => {
+        $(
+            #[$test]
+            async fn $case() {
+                let fixture = ($make)().await;
+                $crate::$case($crate::Fixture::store(&fixture)).await;
+            }
+        )+
+    };
+    ($make:expr) => {
+        $crate::conformance_suite!(@tests $make, tokio::test;
+            ping,
+            users_round_trip,
+            users_listed_oldest_first,
+            duplicate_username_key_conflicts,
+            set_password_hash_alone,
+            set_password_hash_revokes_all_but_one,
+            set_user_disabled_revokes_every_session,
+            sessions_round_trip,
+            session_with_user_joins_its_user,
+            advance_generation_moves_once,
+            advance_generation_on_revoked_is_lost,
+            revoke_one_session,
+            revoke_user_sessions,
+            live_sessions_filter_and_order,
+            keys_round_trip,
+            retire_key_retires_purges_and_promotes,
+            secret_or_insert_keeps_the_first,
+            login_failures_window,
+            audit_newest_first,
+        );
+        // Races need real threads to mean anything.
+        $crate::conformance_suite!(@tests $make, tokio::test(flavor = "multi_thread", worker_threads = 4);
+            concurrent_advances_have_one_winner,
+            concurrent_secret_or_insert_agrees,
+        );
+    };
+}
+
+/// 2027-01-15T08:00:00.250Z plus `secs`: a non-zero millisecond part
+/// catches a store that keeps whole seconds only.
+fn at(secs: i64) -> OffsetDateTime {
+    from_unix_millis(1_800_000_000_250 + secs * 1000)
+}
+
+const DAY: i64 = 86_400;
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn user(username: &str, created: i64) -> UserRecord {
+    UserRecord {
+        id: new_id(),
+        username: username.to_owned(),
+        username_key: username.to_lowercase(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${username}"),
+        created_at: at(created),
+        disabled_at: None,
+    }
+}
+
+/// A live session created at `created`; every optional field is set, and the
+/// salt holds bytes that text columns would mangle.
+fn session(user_id: &str, created: i64) -> SessionRecord {
+    let mut salt = vec![0x00, 0xff, 0x80, 0x0a];
+    salt.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    SessionRecord {
+        id: new_id(),
+        user_id: user_id.to_owned(),
+        client_id: "latchkey-web".to_owned(),
+        scope: "openid profile".to_owned(),
+        salt,
+        generation: 0,
+        rotated_at: None,
+        created_at: at(created),
+        last_used_at: at(created),
+        absolute_expires_at: at(created + 30 * DAY),
+        revoked_at: None,
+        revoked_reason: None,
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) \"quoted\" ünïcode".to_owned()),
+        ip: "203.0.113.7".to_owned(),
+    }
+}
+
+async fn add_user(store: &dyn Store, username: &str, created: i64) -> UserRecord {
+    let u = user(username, created);
+    store.create_user(&u).await.unwrap();
+    u
+}
+
+async fn add_session(store: &dyn Store, user_id: &str, created: i64) -> SessionRecord {
+    let s = session(user_id, created);
+    store.create_session(&s).await.unwrap();
+    s
+}
+
+async fn stored(store: &dyn Store, id: &str) -> SessionRecord {
+    store
+        .session(id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("session {id} is gone"))
+}
+
+fn revoked(s: &SessionRecord, now: OffsetDateTime, reason: &str) -> SessionRecord {
+    SessionRecord {
+        revoked_at: Some(now),
+        revoked_reason: Some(reason.to_owned()),
+        ..s.clone()
+    }
+}
+
+fn key(alg: SigningAlg, created: i64, activates: i64) -> KeyRecord {
+    keys::generate(alg, at(created), at(activates), None).unwrap()
+}
+
+async fn keys_by_kid(store: &dyn Store) -> Vec<KeyRecord> {
+    let mut keys = store.list_keys().await.unwrap();
+    keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+    keys
+}
+
+fn failures(count: u32, window_start: i64) -> LoginFailures {
+    LoginFailures {
+        count,
+        window_started_at: at(window_start),
+    }
+}
+
+pub async fn ping(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+}
+
+/// Every field comes back, by key and by id; unknown ones are `None`.
+pub async fn users_round_trip(store: Arc<dyn Store>) {
+    let alice = UserRecord {
+        username: "Alice".to_owned(),
+        ..user("alice", 0)
+    };
+    let bob = UserRecord {
+        disabled_at: Some(at(DAY)),
+        ..user("bob", 60)
+    };
+    store.create_user(&alice).await.unwrap();
+    store.create_user(&bob).await.unwrap();
+
+    for u in [&alice, &bob] {
+        assert_eq!(
+            store.user_by_key(&u.username_key).await.unwrap().as_ref(),
+            Some(u)
+        );
+        assert_eq!(store.user_by_id(&u.id).await.unwrap().as_ref(), Some(u));
+    }
+    assert_eq!(store.user_by_key("carol").await.unwrap(), None);
+    assert_eq!(store.user_by_id(&new_id()).await.unwrap(), None);
+    // A key is not an id, nor the other way round.
+    assert_eq!(store.user_by_id(&alice.username_key).await.unwrap(), None);
+    assert_eq!(store.user_by_key(&alice.id).await.unwrap(), None);
+}
+
+pub async fn users_listed_oldest_first(store: Arc<dyn Store>) {
+    assert_eq!(store.list_users().await.unwrap(), vec![]);
+    // Neither insertion order nor id order is age order, so neither can pass for it.
+    let (alice, bob, carol) = (user("alice", 10), user("bob", 20), user("carol", 30));
+    let alice = UserRecord {
+        id: format!("3-{}", alice.id),
+        ..alice
+    };
+    let bob = UserRecord {
+        id: format!("2-{}", bob.id),
+        ..bob
+    };
+    let carol = UserRecord {
+        id: format!("1-{}", carol.id),
+        ..carol
+    };
+    for u in [&carol, &alice, &bob] {
+        store.create_user(u).await.unwrap();
+    }
+    assert_eq!(store.list_users().await.unwrap(), vec![alice, bob, carol]);
+}
+
+/// A taken `username_key` is a `Conflict`, and the first user stays as it was.
+pub async fn duplicate_username_key_conflicts(store: Arc<dyn Store>) {
+    let first = add_user(&*store, "alice", 0).await;
+    let second = UserRecord {
+        username: "ALICE".to_owned(),
+        password_hash: "$argon2id$other".to_owned(),
+        ..user("alice", 10)
+    };
+    let err = store.create_user(&second).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "expected Conflict, got {err:?}"
+    );
+
+    assert_eq!(
+        store.user_by_key("alice").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.user_by_id(&second.id).await.unwrap(), None);
+    assert_eq!(store.list_users().await.unwrap(), vec![first]);
+}
+
+/// Without `revoke`, only the hash changes: no session is touched.
+pub async fn set_password_hash_alone(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let bob = add_user(&*store, "bob", 0).await;
+    let a1 = add_session(&*store, &alice.id, 10).await;
+    let a2 = add_session(&*store, &alice.id, 20).await;
+
+    store
+        .set_password_hash(&alice.id, "$argon2id$new", None)
+        .await
+        .unwrap();
+
+    let expected = UserRecord {
+        password_hash: "$argon2id$new".to_owned(),
+        ..alice.clone()
+    };
+    assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(expected));
+    assert_eq!(store.user_by_id(&bob.id).await.unwrap(), Some(bob));
+    assert_eq!(stored(&*store, &a1.id).await, a1);
+    assert_eq!(stored(&*store, &a2.id).await, a2);
+}
+
+/// With a `User` scope and `except`, every other session of that user is
+/// revoked with the hash change; the excepted one and other users' stay.
+pub async fn set_password_hash_revokes_all_but_one(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let bob = add_user(&*store, "bob", 0).await;
+    let current = add_session(&*store, &alice.id, 10).await;
+    let other1 = add_session(&*store, &alice.id, 20).await;
+    let other2 = add_session(&*store, &alice.id, 30).await;
+    let bobs = add_session(&*store, &bob.id, 40).await;
+    let now = at(100);
+
+    let scope = RevokeScope::User {
+        user_id: &alice.id,
+        except: Some(&current.id),
+    };
+    store
+        .set_password_hash(
+            &alice.id,
+            "$argon2id$new",
+            Some((scope, now, "password_changed")),
+        )
+        .await
+        .unwrap();
+
+    let user = store.user_by_id(&alice.id).await.unwrap().unwrap();
+    assert_eq!(user.password_hash, "$argon2id$new");
+    assert_eq!(stored(&*store, &current.id).await, current);
+    assert_eq!(
+        stored(&*store, &other1.id).await,
+        revoked(&other1, now, "password_changed")
+    );
+    assert_eq!(
+        stored(&*store, &other2.id).await,
+        revoked(&other2, now, "password_changed")
+    );
+    assert_eq!(stored(&*store, &bobs.id).await, bobs);
+}
+
+/// Disabling revokes every session of the user (keeping an earlier
+/// revocation as it was); enabling brings none back; an unknown id is false.
+pub async fn set_user_disabled_revokes_every_session(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let bob = add_user(&*store, "bob", 0).await;
+    let s1 = add_session(&*store, &alice.id, 10).await;
+    let s2 = add_session(&*store, &alice.id, 20).await;
+    let gone = add_session(&*store, &alice.id, 30).await;
+    let bobs = add_session(&*store, &bob.id, 40).await;
+    store
+        .revoke_sessions(RevokeScope::One(&gone.id), at(50), "logout")
+        .await
+        .unwrap();
+
+    let disabled = at(100);
+    assert!(store
+        .set_user_disabled(&alice.id, Some(disabled))
+        .await
+        .unwrap());
+    let user = store.user_by_id(&alice.id).await.unwrap().unwrap();
+    assert_eq!(
+        user,
+        UserRecord {
+            disabled_at: Some(disabled),
+            ..alice.clone()
+        }
+    );
+    for s in [&s1, &s2] {
+        let now = stored(&*store, &s.id).await;
+        assert_eq!(
+            now.revoked_at,
+            Some(disabled),
+            "session {} not revoked",
+            s.id
+        );
+        assert!(now.revoked_reason.is_some());
+        assert_eq!(
+            SessionRecord {
+                revoked_at: None,
+                revoked_reason: None,
+                ..now
+            },
+            *s
+        );
+    }
+    assert_eq!(
+        stored(&*store, &gone.id).await,
+        revoked(&gone, at(50), "logout")
+    );
+    assert_eq!(stored(&*store, &bobs.id).await, bobs);
+    assert_eq!(store.user_by_id(&bob.id).await.unwrap(), Some(bob));
+
+    let revoked_s1 = stored(&*store, &s1.id).await;
+    assert!(store.set_user_disabled(&alice.id, None).await.unwrap());
+    assert_eq!(
+        store.user_by_id(&alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(stored(&*store, &s1.id).await, revoked_s1);
+    let live = store
+        .live_sessions(Some(&alice.id), at(200), at(0))
+        .await
+        .unwrap();
+    assert_eq!(live, vec![]);
+
+    let nobody = new_id();
+    assert!(!store
+        .set_user_disabled(&nobody, Some(at(300)))
+        .await
+        .unwrap());
+    assert!(!store.set_user_disabled(&nobody, None).await.unwrap());
+    assert_eq!(store.user_by_id(&nobody).await.unwrap(), None);
+}
+
+/// Every field comes back as written, `None`s and `Some`s alike.
+pub async fn sessions_round_trip(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let full = SessionRecord {
+        generation: 7,
+        rotated_at: Some(at(500)),
+        last_used_at: at(500),
+        ..session(&alice.id, 10)
+    };
+    let bare = SessionRecord {
+        user_agent: None,
+        salt: vec![0; 32],
+        ..session(&alice.id, 20)
+    };
+    let ended = SessionRecord {
+        ip: "2001:db8::1".to_owned(),
+        ..revoked(&session(&alice.id, 30), at(40), "logout")
+    };
+    for s in [&full, &bare, &ended] {
+        store.create_session(s).await.unwrap();
+    }
+    for s in [&full, &bare, &ended] {
+        assert_eq!(stored(&*store, &s.id).await, *s);
+    }
+    assert_eq!(store.session(&new_id()).await.unwrap(), None);
+}
+
+pub async fn session_with_user_joins_its_user(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    // Disabled and created at another time, so a mixed-up column shows.
+    let bob = UserRecord {
+        disabled_at: Some(at(5)),
+        ..user("bob", 1)
+    };
+    store.create_user(&bob).await.unwrap();
+    let alices = add_session(&*store, &alice.id, 10).await;
+    let bobs = add_session(&*store, &bob.id, 20).await;
+
+    let found = store.session_with_user(&bobs.id).await.unwrap();
+    assert_eq!(
+        found,
+        Some(SessionWithUser {
+            session: bobs,
+            user: bob
+        })
+    );
+    let found = store.session_with_user(&alices.id).await.unwrap();
+    assert_eq!(
+        found,
+        Some(SessionWithUser {
+            session: alices,
+            user: alice
+        })
+    );
+    assert_eq!(store.session_with_user(&new_id()).await.unwrap(), None);
+}
+
+/// The compare-and-swap moves only from the current generation, once.
+pub async fn advance_generation_moves_once(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    // Not at 0, so a store that resets or ignores the generation shows.
+    let s = SessionRecord {
+        generation: 3,
+        ..session(&alice.id, 10)
+    };
+    store.create_session(&s).await.unwrap();
+
+    let moved = SessionRecord {
+        generation: 4,
+        rotated_at: Some(at(60)),
+        last_used_at: at(60),
+        ..s.clone()
+    };
+    assert_eq!(
+        store.advance_generation(&s.id, 3, at(60)).await.unwrap(),
+        Advance::Advanced(Box::new(moved.clone()))
+    );
+    assert_eq!(stored(&*store, &s.id).await, moved);
+
+    // The old generation again, and one not reached yet: both lose, nothing moves.
+    assert_eq!(
+        store.advance_generation(&s.id, 3, at(61)).await.unwrap(),
+        Advance::Lost
+    );
+    assert_eq!(
+        store.advance_generation(&s.id, 5, at(62)).await.unwrap(),
+        Advance::Lost
+    );
+    assert_eq!(stored(&*store, &s.id).await, moved);
+
+    let again = SessionRecord {
+        generation: 5,
+        rotated_at: Some(at(70)),
+        last_used_at: at(70),
+        ..s.clone()
+    };
+    assert_eq!(
+        store.advance_generation(&s.id, 4, at(70)).await.unwrap(),
+        Advance::Advanced(Box::new(again.clone()))
+    );
+    assert_eq!(stored(&*store, &s.id).await, again);
+
+    assert_eq!(
+        store
+            .advance_generation(&new_id(), 0, at(80))
+            .await
+            .unwrap(),
+        Advance::Lost
+    );
+}
+
+pub async fn advance_generation_on_revoked_is_lost(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let s = add_session(&*store, &alice.id, 10).await;
+    store
+        .revoke_sessions(RevokeScope::One(&s.id), at(20), "logout")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.advance_generation(&s.id, 0, at(30)).await.unwrap(),
+        Advance::Lost
+    );
+    assert_eq!(stored(&*store, &s.id).await, revoked(&s, at(20), "logout"));
+}
+
+/// 32 racers from one generation: exactly one wins, the generation moves
+/// once, and the stored row is the winner's. Repeated to give a broken
+/// implementation several chances to show.
+pub async fn concurrent_advances_have_one_winner(store: Arc<dyn Store>) {
+    const RACERS: usize = 32;
+    let alice = add_user(&*store, "alice", 0).await;
+    let s = add_session(&*store, &alice.id, 10).await;
+
+    for round in 0..5u64 {
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let (store, barrier, id) = (Arc::clone(&store), Arc::clone(&barrier), s.id.clone());
+                // Each racer stamps its own instant, so the stored row names the winner.
+                let now = at(1000 * (round as i64 + 1) + i as i64);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.advance_generation(&id, round, now).await.unwrap()
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            if let Advance::Advanced(won) = task.await.unwrap() {
+                winners.push(*won);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {} winners", winners.len());
+        let now = stored(&*store, &s.id).await;
+        assert_eq!(now.generation, round + 1);
+        assert_eq!(now, winners[0]);
+    }
+}
+
+/// `One` revokes that session only; a second time counts 0 and keeps the
+/// first time and reason.
+pub async fn revoke_one_session(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let a = add_session(&*store, &alice.id, 10).await;
+    let b = add_session(&*store, &alice.id, 20).await;
+
+    assert_eq!(
+        store
+            .revoke_sessions(RevokeScope::One(&a.id), at(100), "logout")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(stored(&*store, &a.id).await, revoked(&a, at(100), "logout"));
+    assert_eq!(stored(&*store, &b.id).await, b);
+
+    assert_eq!(
+        store
+            .revoke_sessions(RevokeScope::One(&a.id), at(200), "again")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(stored(&*store, &a.id).await, revoked(&a, at(100), "logout"));
+    assert_eq!(
+        store
+            .revoke_sessions(RevokeScope::One(&new_id()), at(200), "x")
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// `User` revokes that user's live sessions, counting only those, sparing
+/// `except` and other users.
+pub async fn revoke_user_sessions(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let bob = add_user(&*store, "bob", 0).await;
+    let a1 = add_session(&*store, &alice.id, 10).await;
+    let a2 = add_session(&*store, &alice.id, 20).await;
+    let a3 = add_session(&*store, &alice.id, 30).await;
+    let b1 = add_session(&*store, &bob.id, 40).await;
+    let b2 = add_session(&*store, &bob.id, 50).await;
+    store
+        .revoke_sessions(RevokeScope::One(&a3.id), at(60), "logout")
+        .await
+        .unwrap();
+
+    let all_alices = RevokeScope::User {
+        user_id: &alice.id,
+        except: None,
+    };
+    assert_eq!(
+        store
+            .revoke_sessions(all_alices, at(100), "logout_all")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        stored(&*store, &a1.id).await,
+        revoked(&a1, at(100), "logout_all")
+    );
+    assert_eq!(
+        stored(&*store, &a2.id).await,
+        revoked(&a2, at(100), "logout_all")
+    );
+    assert_eq!(
+        stored(&*store, &a3.id).await,
+        revoked(&a3, at(60), "logout")
+    );
+    assert_eq!(stored(&*store, &b1.id).await, b1);
+
+    assert_eq!(
+        store
+            .revoke_sessions(all_alices, at(200), "again")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        stored(&*store, &a1.id).await,
+        revoked(&a1, at(100), "logout_all")
+    );
+
+    let bobs_but_b2 = RevokeScope::User {
+        user_id: &bob.id,
+        except: Some(&b2.id),
+    };
+    assert_eq!(
+        store
+            .revoke_sessions(bobs_but_b2, at(300), "logout_all")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        stored(&*store, &b1.id).await,
+        revoked(&b1, at(300), "logout_all")
+    );
+    assert_eq!(stored(&*store, &b2.id).await, b2);
+
+    let nobody = RevokeScope::User {
+        user_id: "no-such-user",
+        except: None,
+    };
+    assert_eq!(
+        store.revoke_sessions(nobody, at(400), "x").await.unwrap(),
+        0
+    );
+}
+
+/// Revoked, absolutely expired (at `now` included) and idle (last used at
+/// `idle_since` or before) sessions are left out; the rest come oldest first.
+pub async fn live_sessions_filter_and_order(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let bob = add_user(&*store, "bob", 0).await;
+    let (now, idle_since) = (at(1000), at(500));
+    let live = |user: &UserRecord, created, last_used, expires| SessionRecord {
+        last_used_at: at(last_used),
+        absolute_expires_at: at(expires),
+        ..session(&user.id, created)
+    };
+
+    // Neither insertion order nor id order is age order, so neither can pass for it.
+    let late = SessionRecord {
+        id: format!("1-{}", new_id()),
+        ..live(&alice, 300, 900, 2000)
+    };
+    // Just inside both bounds.
+    let early = SessionRecord {
+        id: format!("3-{}", new_id()),
+        ..live(&alice, 100, 501, 1001)
+    };
+    let bobs = SessionRecord {
+        id: format!("2-{}", new_id()),
+        ..live(&bob, 200, 800, 5000)
+    };
+    let dead = [
+        revoked(&live(&alice, 110, 900, 2000), at(600), "logout"),
+        live(&alice, 120, 900, 1000), // expires exactly now
+        live(&alice, 130, 900, 999),
+        live(&alice, 140, 500, 2000), // last used exactly at idle_since
+        live(&alice, 150, 200, 2000),
+        revoked(&live(&bob, 160, 900, 2000), at(600), "logout"),
+    ];
+    for s in [&late, &early, &bobs].into_iter().chain(&dead) {
+        store.create_session(s).await.unwrap();
+    }
+
+    let alices = store
+        .live_sessions(Some(&alice.id), now, idle_since)
+        .await
+        .unwrap();
+    assert_eq!(alices, vec![early.clone(), late.clone()]);
+    let everyone = store.live_sessions(None, now, idle_since).await.unwrap();
+    assert_eq!(everyone, vec![early, bobs, late]);
+    let nobody = store
+        .live_sessions(Some("no-such-user"), now, idle_since)
+        .await
+        .unwrap();
+    assert_eq!(nobody, vec![]);
+}
+
+/// Every field comes back, including the ones `generate` leaves unset.
+pub async fn keys_round_trip(store: Arc<dyn Store>) {
+    assert_eq!(store.list_keys().await.unwrap(), vec![]);
+    let signing = key(SigningAlg::EdDsa, 0, 0);
+    let pending = key(SigningAlg::Es256, 10, 3600);
+    let old = KeyRecord {
+        private_key: vec![0x00, 0xff, 0x00, 0x80],
+        encrypted: true,
+        retired_at: Some(at(-10)),
+        purged_at: Some(at(-5)),
+        ..key(SigningAlg::EdDsa, -100, -100)
+    };
+    for k in [&signing, &pending, &old] {
+        store.insert_key(k).await.unwrap();
+    }
+    let mut expected = vec![signing.clone(), pending, old];
+    expected.sort_by(|a, b| a.kid.cmp(&b.kid));
+    assert_eq!(keys_by_kid(&*store).await, expected);
+
+    let err = store.insert_key(&signing).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "expected Conflict, got {err:?}"
+    );
+}
+
+/// One call retires, purges when asked, and promotes the successor; a
+/// second retirement keeps the first time.
+pub async fn retire_key_retires_purges_and_promotes(store: Arc<dyn Store>) {
+    let old = key(SigningAlg::EdDsa, 0, 0);
+    let next = key(SigningAlg::EdDsa, 10, 3600);
+    let bystander = key(SigningAlg::Es256, 20, 7200);
+    for k in [&old, &next, &bystander] {
+        store.insert_key(k).await.unwrap();
+    }
+    let find = |keys: &[KeyRecord], kid: &str| {
+        keys.iter()
+            .find(|k| k.kid == kid)
+            .cloned()
+            .unwrap_or_else(|| panic!("key {kid} is gone"))
+    };
+
+    store
+        .retire_key(&old.kid, at(100), false, Some(&next.kid))
+        .await
+        .unwrap();
+    let keys = keys_by_kid(&*store).await;
+    assert_eq!(keys.len(), 3);
+    assert_eq!(
+        find(&keys, &old.kid),
+        KeyRecord {
+            retired_at: Some(at(100)),
+            ..old.clone()
+        }
+    );
+    assert_eq!(
+        find(&keys, &next.kid),
+        KeyRecord {
+            activates_at: at(100),
+            ..next.clone()
+        }
+    );
+    assert_eq!(find(&keys, &bystander.kid), bystander);
+
+    store
+        .retire_key(&old.kid, at(200), true, None)
+        .await
+        .unwrap();
+    let keys = keys_by_kid(&*store).await;
+    let purged = KeyRecord {
+        retired_at: Some(at(100)),
+        purged_at: Some(at(200)),
+        ..old.clone()
+    };
+    assert_eq!(find(&keys, &old.kid), purged);
+    assert_eq!(
+        find(&keys, &next.kid),
+        KeyRecord {
+            activates_at: at(100),
+            ..next
+        }
+    );
+    assert_eq!(find(&keys, &bystander.kid), bystander);
+
+    // Retiring and purging at once.
+    store
+        .retire_key(&bystander.kid, at(300), true, None)
+        .await
+        .unwrap();
+    let keys = keys_by_kid(&*store).await;
+    let gone = KeyRecord {
+        retired_at: Some(at(300)),
+        purged_at: Some(at(300)),
+        ..bystander.clone()
+    };
+    assert_eq!(find(&keys, &bystander.kid), gone);
+}
+
+pub async fn secret_or_insert_keeps_the_first(store: Arc<dyn Store>) {
+    let first = [0x00, 0xff, 0x10, 0x80].repeat(8);
+    assert_eq!(
+        store.secret_or_insert("refresh_mac", &first).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        store
+            .secret_or_insert("refresh_mac", &[7; 32])
+            .await
+            .unwrap(),
+        first
+    );
+    // Names are independent.
+    assert_eq!(
+        store.secret_or_insert("other", &[9; 16]).await.unwrap(),
+        vec![9; 16]
+    );
+    assert_eq!(
+        store
+            .secret_or_insert("refresh_mac", &[8; 32])
+            .await
+            .unwrap(),
+        first
+    );
+}
+
+/// Nodes starting together must agree on one secret: one of the candidates.
+pub async fn concurrent_secret_or_insert_agrees(store: Arc<dyn Store>) {
+    const RACERS: u8 = 16;
+    let barrier = Arc::new(Barrier::new(RACERS.into()));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .secret_or_insert("refresh_mac", &[i; 32])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let first = answers[0].clone();
+    assert!(
+        answers.iter().all(|a| *a == first),
+        "racers disagree: {answers:?}"
+    );
+    assert!(
+        (0..RACERS).any(|i| first == [i; 32]),
+        "not a candidate: {first:?}"
+    );
+    assert_eq!(
+        store
+            .secret_or_insert("refresh_mac", &[0xaa; 32])
+            .await
+            .unwrap(),
+        first
+    );
+}
+
+/// The window opens at the first failure, counts inside it, and restarts
+/// at 1 once its start is at or before `window_start_after`.
+pub async fn login_failures_window(store: Arc<dyn Store>) {
+    const WINDOW: i64 = 900;
+    let (key, other) = ("alice|203.0.113.7", "alice|198.51.100.9");
+    let record = |key: &'static str, now: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .record_login_failure(key, at(now), at(now - WINDOW))
+                .await
+                .unwrap()
+        }
+    };
+
+    assert_eq!(store.login_failures(key).await.unwrap(), None);
+    assert_eq!(record(key, 0).await, failures(1, 0));
+    assert_eq!(record(key, 10).await, failures(2, 0));
+    assert_eq!(record(key, WINDOW - 1).await, failures(3, 0));
+    assert_eq!(
+        store.login_failures(key).await.unwrap(),
+        Some(failures(3, 0))
+    );
+
+    // The window start is exactly `window_start_after`: over.
+    assert_eq!(record(key, WINDOW).await, failures(1, WINDOW));
+    assert_eq!(record(key, WINDOW + 1).await, failures(2, WINDOW));
+    assert_eq!(
+        store.login_failures(key).await.unwrap(),
+        Some(failures(2, WINDOW))
+    );
+
+    assert_eq!(record(other, WINDOW + 5).await, failures(1, WINDOW + 5));
+    assert_eq!(
+        store.login_failures(key).await.unwrap(),
+        Some(failures(2, WINDOW))
+    );
+
+    store.clear_login_failures(key).await.unwrap();
+    assert_eq!(store.login_failures(key).await.unwrap(), None);
+    assert_eq!(
+        store.login_failures(other).await.unwrap(),
+        Some(failures(1, WINDOW + 5))
+    );
+    store.clear_login_failures("never-failed").await.unwrap();
+
+    assert_eq!(record(key, WINDOW + 10).await, failures(1, WINDOW + 10));
+}
+
+/// Newest first (the later append first when instants tie), at most `limit`.
+pub async fn audit_newest_first(store: Arc<dyn Store>) {
+    assert_eq!(store.recent_audit(10).await.unwrap(), vec![]);
+    let records = [
+        AuditRecord::new(AuditEvent::Registered, at(0))
+            .user("u-1")
+            .ip("203.0.113.7"),
+        AuditRecord::new(AuditEvent::KeyRotated, at(1)),
+        AuditRecord::new(AuditEvent::ReuseStaleCopy, at(2))
+            .user("u-1")
+            .session("s-1")
+            .ip("2001:db8::1")
+            .detail("generation 3 presented at 5: \"quoted\", ünïcode"),
+        AuditRecord::new(AuditEvent::Logout, at(2))
+            .user("u-2")
+            .session("s-2"),
+    ];
+    for r in &records {
+        store.append_audit(r).await.unwrap();
+    }
+
+    let newest_first: Vec<_> = records.iter().rev().cloned().collect();
+    assert_eq!(store.recent_audit(10).await.unwrap(), newest_first);
+    assert_eq!(store.recent_audit(4).await.unwrap(), newest_first);
+    assert_eq!(store.recent_audit(2).await.unwrap(), newest_first[..2]);
+    assert_eq!(store.recent_audit(0).await.unwrap(), vec![]);
+}

@@ -142,7 +142,10 @@ async fn a_rotated_key_is_published_first_and_signs_later() {
     assert_eq!(kids(&jwks(&app).await).len(), 2);
     // Once every token it signed has expired (15 min + 60 s leeway), it leaves.
     app.advance(Duration::from_secs(16 * 60));
-    assert_eq!(kids(&jwks(&app).await), std::slice::from_ref(&status.record.kid));
+    assert_eq!(
+        kids(&jwks(&app).await),
+        std::slice::from_ref(&status.record.kid)
+    );
     assert!(app.audit_events().await.contains(&"key_rotated".to_owned()));
 }
 
