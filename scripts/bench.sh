@@ -87,10 +87,31 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# run_bounded SECONDS CMD...: runs CMD under `timeout`, in the background and
+# waited for, so that a signal to this script runs its traps at once.
+run_bounded() {
+    local limit="$1" pid rc=0 p keep=()
+    shift
+    timeout "$limit" "$@" &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    for p in "${PIDS[@]}"; do
+        if [ "$p" != "$pid" ]; then keep+=("$p"); fi
+    done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+    return "$rc"
+}
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ---- build ------------------------------------------------------------------
+# ---- tools and build ----------------------------------------------------------
+. "$ROOT/scripts/lib/toolchain.sh"
+ensure_rust
+if wants_express && ! command -v node >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
 packages=(-p latchkey-bench)
 if wants latchkey; then packages+=(-p latchkey-server); fi
 log "building ${packages[*]} (release) into $CARGO_TARGET_DIR"
@@ -108,7 +129,7 @@ if wants_express; then
     cp -R "$BASELINE_SRC/." "$WORK/express/"
     rm -rf "$WORK/express/node_modules"
     log "npm install of the baseline in $WORK/express"
-    (cd "$WORK/express" && timeout 600 npm install --no-audit --no-fund >&2)
+    run_bounded 600 npm --prefix "$WORK/express" install --no-audit --no-fund >&2
 fi
 
 # ---- servers ------------------------------------------------------------------
@@ -192,7 +213,7 @@ RUN_LIMIT=$(((WARMUP + DURATION + 200) * n_scenarios))
 load() {
     local target="$1" label="$2"
     log "$label: $SCENARIOS at $SERVER_URL, $CONNECTIONS connections, ${WARMUP}s + ${DURATION}s each"
-    timeout "$RUN_LIMIT" "$BENCH" run --target "$target" --url "$SERVER_URL" \
+    run_bounded "$RUN_LIMIT" "$BENCH" run --target "$target" --url "$SERVER_URL" \
         --scenario "$SCENARIOS" --connections "$CONNECTIONS" \
         --duration "${DURATION}s" --warmup "${WARMUP}s" --threads "$CLIENT_THREADS" \
         --label "$label" >>"$RESULTS_FILE"
@@ -218,7 +239,7 @@ for run in $(seq 1 "$RUNS"); do
     fi
     if [ "$HASH" != 0 ]; then
         log "bare Argon2id hashing on $(nproc) threads, ${DURATION}s"
-        timeout $((DURATION + 60)) "$BENCH" hash --threads "$(nproc)" \
+        run_bounded $((DURATION + 60)) "$BENCH" hash --threads "$(nproc)" \
             --duration "${DURATION}s" >>"$RESULTS_FILE"
     fi
 done

@@ -1,0 +1,256 @@
+//! One keep-alive HTTP/1.1 connection over plain TCP, to a loopback address
+//! only, reconnecting when the server closes it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, ORIGIN, SET_COOKIE};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Where the server is: a loopback socket address, its `Host` header and its
+/// origin (`http://HOST:PORT`).
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub host: HeaderValue,
+    pub origin: String,
+}
+
+impl Endpoint {
+    /// Parses `http://IP:PORT` (an IP literal, loopback only: this tool
+    /// must never load anything but the machine it runs on).
+    pub fn parse(url: &str) -> Result<Self> {
+        let uri: hyper::Uri = url.parse().with_context(|| format!("bad --url {url:?}"))?;
+        if uri.scheme_str() != Some("http") {
+            bail!("--url must be plain http://IP:PORT, got {url:?}");
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            bail!("--url takes no path or query (paths come from --target), got {url:?}");
+        }
+        let host = uri.host().context("--url has no host")?;
+        let ip: IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .with_context(|| format!("--url host must be an IP literal, got {host:?}"))?;
+        if !ip.is_loopback() {
+            bail!("refusing to load {ip}: only loopback addresses may be targets");
+        }
+        let port = uri.port_u16().unwrap_or(80);
+        let addr = SocketAddr::new(ip, port);
+        let authority = match ip {
+            IpAddr::V4(_) => format!("{ip}:{port}"),
+            IpAddr::V6(_) => format!("[{ip}]:{port}"),
+        };
+        Ok(Self {
+            addr,
+            host: HeaderValue::from_str(&authority)?,
+            origin: format!("http://{authority}"),
+        })
+    }
+}
+
+/// A request as the scenarios need them.
+pub struct Req<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    pub bearer: Option<&'a str>,
+    pub cookie: Option<&'a str>,
+    pub origin: Option<&'a HeaderValue>,
+    pub json: Option<Bytes>,
+}
+
+/// A whole answer, body read.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The value of the cookie `name` set by this answer, if any (`Some("")`
+    /// when it is cleared).
+    pub fn set_cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| {
+                let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+                let (k, val) = pair.split_once('=')?;
+                if k.trim() != name {
+                    return None;
+                }
+                let cleared = attrs
+                    .split(';')
+                    .any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+                Some(if cleared { "" } else { val.trim() })
+            })
+    }
+
+    /// A short text of the body for error messages.
+    pub fn body_text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        text.chars().take(300).collect()
+    }
+}
+
+/// One connection (one virtual user).
+pub struct Conn {
+    endpoint: Endpoint,
+    sender: Option<SendRequest<Full<Bytes>>>,
+    /// How many times it connected (1 = never dropped).
+    pub connects: u64,
+}
+
+impl Conn {
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self {
+            endpoint,
+            sender: None,
+            connects: 0,
+        }
+    }
+
+    async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>> {
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            TcpStream::connect(self.endpoint.addr),
+        )
+        .await
+        .with_context(|| format!("connecting to {} timed out", self.endpoint.addr))?
+        .with_context(|| format!("connecting to {}", self.endpoint.addr))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            // Ends when the server closes or the sender is dropped; an error
+            // here shows up on the next request.
+            let _ = conn.await;
+        });
+        self.connects += 1;
+        Ok(sender)
+    }
+
+    /// Opens the connection now (so that setup does not count it).
+    pub async fn ensure_connected(&mut self) -> Result<()> {
+        if self.sender.as_ref().is_some_and(|s| !s.is_closed()) {
+            return Ok(());
+        }
+        self.sender = Some(self.connect().await?);
+        Ok(())
+    }
+
+    /// Sends one request and reads the whole answer. A connection the server
+    /// closed while idle is reopened first; one that fails during the
+    /// request is dropped (and reopened by the next call) and the error
+    /// returned.
+    pub async fn send(&mut self, req: Req<'_>) -> Result<Answer> {
+        let mut builder = Request::builder()
+            .method(req.method)
+            .uri(req.path)
+            .header(HOST, self.endpoint.host.clone());
+        if let Some(token) = req.bearer {
+            builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(cookie) = req.cookie {
+            builder = builder.header(COOKIE, cookie);
+        }
+        if let Some(origin) = req.origin {
+            builder = builder.header(ORIGIN, origin.clone());
+        }
+        let body = match req.json {
+            Some(json) => {
+                builder = builder.header(CONTENT_TYPE, "application/json");
+                json
+            }
+            None => Bytes::new(),
+        };
+        let request = builder.body(Full::new(body))?;
+
+        let mut sender = match self.sender.take() {
+            Some(mut s) if !s.is_closed() => match s.ready().await {
+                Ok(()) => s,
+                Err(_) => self.connect().await?,
+            },
+            _ => self.connect().await?,
+        };
+        let response = sender.send_request(request).await?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        let keep = !parts
+            .headers
+            .get(hyper::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if keep {
+            self.sender = Some(sender);
+        }
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_literals_are_targets() {
+        assert!(Endpoint::parse("http://127.0.0.1:3000").is_ok());
+        assert!(Endpoint::parse("http://127.0.0.2:3000").is_ok());
+        assert!(Endpoint::parse("http://[::1]:3000").is_ok());
+        assert!(Endpoint::parse("http://10.0.0.1:3000").is_err());
+        assert!(Endpoint::parse("http://0.0.0.0:3000").is_err());
+        assert!(Endpoint::parse("http://example.com:3000").is_err());
+        assert!(Endpoint::parse("http://localhost:3000").is_err());
+        assert!(Endpoint::parse("https://127.0.0.1:3000").is_err());
+        assert!(Endpoint::parse("http://127.0.0.1:3000/v1").is_err());
+        let e = Endpoint::parse("http://127.0.0.1:3000/").unwrap();
+        assert_eq!(e.origin, "http://127.0.0.1:3000");
+        assert_eq!(e.host, "127.0.0.1:3000");
+        let e = Endpoint::parse("http://[::1]:8080").unwrap();
+        assert_eq!(e.origin, "http://[::1]:8080");
+    }
+
+    #[test]
+    fn set_cookie_finds_value_and_clearing() {
+        let mut headers = hyper::HeaderMap::new();
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static("accessToken=aaa; HttpOnly; Path=/"),
+        );
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static("refreshToken=rrr; HttpOnly; Path=/v1/auth; Max-Age=604800"),
+        );
+        let a = Answer {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::new(),
+        };
+        assert_eq!(a.set_cookie("refreshToken"), Some("rrr"));
+        assert_eq!(a.set_cookie("accessToken"), Some("aaa"));
+        assert_eq!(a.set_cookie("other"), None);
+
+        let mut headers = hyper::HeaderMap::new();
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static("refreshToken=; Path=/v1/auth; Max-Age=0"),
+        );
+        let a = Answer {
+            status: StatusCode::UNAUTHORIZED,
+            headers,
+            body: Bytes::new(),
+        };
+        assert_eq!(a.set_cookie("refreshToken"), Some(""));
+    }
+}

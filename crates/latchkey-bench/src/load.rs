@@ -1,0 +1,430 @@
+//! The load: one task per virtual user, each on its own keep-alive
+//! connection, for a warm-up then a measured window.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use hyper::header::HeaderValue;
+use hyper::{Method, StatusCode};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+
+use crate::client::{Answer, Conn, Endpoint, Req};
+use crate::report::{new_histogram, RunReport};
+use crate::target::{Scenario, Target, REFRESH_COOKIE};
+
+/// Everything one scenario run needs.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    pub target: Target,
+    pub scenario: Scenario,
+    pub endpoint: Endpoint,
+    pub origin: HeaderValue,
+    pub connections: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub setup_concurrency: usize,
+    pub setup_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Pause of a virtual user after a 503 in the measured loop.
+    pub backoff_503: Duration,
+    pub label: Option<String>,
+    pub client_threads: usize,
+}
+
+/// The pause before retrying a setup request that got a 503 (hashing queue
+/// full) or a transport error.
+const SETUP_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Transport errors in a row before a setup request gives up.
+const SETUP_MAX_TRANSPORT_ERRORS: u32 = 5;
+
+struct Vu {
+    index: usize,
+    conn: Conn,
+    login_body: Bytes,
+    access: Option<String>,
+    refresh: Option<String>,
+}
+
+impl Vu {
+    fn new(cfg: &LoadConfig, index: usize) -> Result<Self> {
+        let body = serde_json::json!({
+            "username": cfg.target.username(index),
+            "password": cfg.target.password(),
+        });
+        Ok(Self {
+            index,
+            conn: Conn::new(cfg.endpoint.clone()),
+            login_body: Bytes::from(serde_json::to_vec(&body)?),
+            access: None,
+            refresh: None,
+        })
+    }
+
+    fn has_session(&self, scenario: Scenario) -> bool {
+        match scenario {
+            Scenario::Me => self.access.is_some(),
+            Scenario::Refresh => self.refresh.is_some(),
+            Scenario::Login => true,
+        }
+    }
+
+    fn drop_session(&mut self) {
+        self.access = None;
+        self.refresh = None;
+    }
+}
+
+fn origin_for(cfg: &LoadConfig) -> Option<&HeaderValue> {
+    cfg.target.sends_origin().then_some(&cfg.origin)
+}
+
+/// Sends a setup request until it gets an answer that is not a 503, retrying
+/// on 503 and on transport errors, until `deadline`.
+async fn setup_send(
+    cfg: &LoadConfig,
+    conn: &mut Conn,
+    path: &str,
+    body: &Bytes,
+    deadline: Instant,
+) -> Result<Answer> {
+    let mut transport_errors = 0;
+    loop {
+        let req = Req {
+            method: Method::POST,
+            path,
+            bearer: None,
+            cookie: None,
+            origin: origin_for(cfg),
+            json: Some(body.clone()),
+        };
+        match timeout(cfg.request_timeout, conn.send(req)).await {
+            Ok(Ok(answer)) if answer.status == StatusCode::SERVICE_UNAVAILABLE => {}
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) => {
+                transport_errors += 1;
+                if transport_errors >= SETUP_MAX_TRANSPORT_ERRORS {
+                    return Err(e.context(format!("POST {path}")));
+                }
+            }
+            Err(_) => bail!("POST {path}: no answer within {:?}", cfg.request_timeout),
+        }
+        if Instant::now() + SETUP_RETRY_PAUSE >= deadline {
+            bail!("POST {path}: still 503 or failing at the setup deadline");
+        }
+        sleep(SETUP_RETRY_PAUSE).await;
+    }
+}
+
+async fn register(cfg: &LoadConfig, vu: &mut Vu, deadline: Instant) -> Result<()> {
+    let Some(path) = cfg.target.register_path() else {
+        return Ok(());
+    };
+    let answer = setup_send(cfg, &mut vu.conn, path, &vu.login_body, deadline).await?;
+    match answer.status {
+        StatusCode::CREATED | StatusCode::OK | StatusCode::CONFLICT => Ok(()),
+        s => bail!(
+            "register {}: {s}: {}",
+            cfg.target.username(vu.index),
+            answer.body_text()
+        ),
+    }
+}
+
+async fn login(cfg: &LoadConfig, vu: &mut Vu, deadline: Instant) -> Result<()> {
+    let path = cfg.target.login_path();
+    let answer = setup_send(cfg, &mut vu.conn, path, &vu.login_body, deadline).await?;
+    let user = cfg.target.username(vu.index);
+    match answer.status {
+        s if s.is_success() => {}
+        StatusCode::TOO_MANY_REQUESTS => bail!(
+            "login {user}: 429: too many failed logins for this user from this address \
+             (a wrong password in an earlier run?); use a fresh database or wait for login_window"
+        ),
+        s => bail!("login {user}: {s}: {}", answer.body_text()),
+    }
+    let json: serde_json::Value = serde_json::from_slice(&answer.body)
+        .with_context(|| format!("login {user}: answer is not JSON"))?;
+    let field = cfg.target.access_token_field();
+    let access = json
+        .get(field)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow!("login {user}: no {field:?} in the answer"))?;
+    let refresh = answer
+        .set_cookie(REFRESH_COOKIE)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| anyhow!("login {user}: no {REFRESH_COOKIE} cookie in the answer"))?;
+    vu.access = Some(access.to_owned());
+    vu.refresh = Some(refresh.to_owned());
+    Ok(())
+}
+
+/// One measured request. Returns its status.
+async fn step(cfg: &LoadConfig, vu: &mut Vu) -> Result<StatusCode> {
+    match cfg.scenario {
+        Scenario::Me => {
+            let answer = vu
+                .conn
+                .send(Req {
+                    method: Method::GET,
+                    path: cfg.target.me_path(),
+                    bearer: vu.access.as_deref(),
+                    cookie: None,
+                    origin: None,
+                    json: None,
+                })
+                .await?;
+            if answer.status == StatusCode::UNAUTHORIZED {
+                vu.drop_session();
+            }
+            Ok(answer.status)
+        }
+        Scenario::Refresh => {
+            let cookie = format!("{REFRESH_COOKIE}={}", vu.refresh.as_deref().unwrap_or(""));
+            let answer = vu
+                .conn
+                .send(Req {
+                    method: Method::POST,
+                    path: cfg.target.refresh_path(),
+                    bearer: None,
+                    cookie: Some(&cookie),
+                    origin: origin_for(cfg),
+                    json: None,
+                })
+                .await?;
+            if answer.status.is_success() {
+                // latchkey rotates on every refresh; Express only with ROTATE=1
+                // (otherwise it sets no refresh cookie and the old one stays).
+                match answer.set_cookie(REFRESH_COOKIE) {
+                    Some("") => vu.drop_session(),
+                    Some(v) => vu.refresh = Some(v.to_owned()),
+                    None => {}
+                }
+            } else if answer.status == StatusCode::UNAUTHORIZED {
+                vu.drop_session();
+            }
+            Ok(answer.status)
+        }
+        Scenario::Login => {
+            let answer = vu
+                .conn
+                .send(Req {
+                    method: Method::POST,
+                    path: cfg.target.login_path(),
+                    bearer: None,
+                    cookie: None,
+                    origin: origin_for(cfg),
+                    json: Some(vu.login_body.clone()),
+                })
+                .await?;
+            Ok(answer.status)
+        }
+    }
+}
+
+/// What one virtual user saw in the measured window.
+struct VuStats {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+    statuses: BTreeMap<String, u64>,
+    transport_errors: u64,
+    timeouts: u64,
+    relogins: u64,
+    relogin_failures: u64,
+    connects: u64,
+    first_error: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+struct Phases {
+    measure_start: Instant,
+    end: Instant,
+}
+
+async fn drive(cfg: Arc<LoadConfig>, mut vu: Vu, phases: Phases) -> Result<VuStats> {
+    let mut st = VuStats {
+        hist: new_histogram()?,
+        ok: 0,
+        errors: 0,
+        statuses: BTreeMap::new(),
+        transport_errors: 0,
+        timeouts: 0,
+        relogins: 0,
+        relogin_failures: 0,
+        connects: 0,
+        first_error: None,
+    };
+    let connects_before = vu.conn.connects;
+    while Instant::now() < phases.end {
+        if !vu.has_session(cfg.scenario) {
+            // The session was lost (an error answer): log in again, outside
+            // the measured requests but inside the window's time.
+            match login(&cfg, &mut vu, phases.end).await {
+                Ok(()) => st.relogins += 1,
+                Err(e) => {
+                    st.relogin_failures += 1;
+                    st.first_error
+                        .get_or_insert_with(|| format!("relogin: {e:#}"));
+                    sleep(SETUP_RETRY_PAUSE).await;
+                }
+            }
+            continue;
+        }
+        let t0 = Instant::now();
+        let result = timeout(cfg.request_timeout, step(&cfg, &mut vu)).await;
+        let t1 = Instant::now();
+        // A request counts when it completes inside the measured window.
+        let counted = t1 >= phases.measure_start && t1 <= phases.end;
+        match result {
+            Ok(Ok(status)) if status.is_success() => {
+                if counted {
+                    st.ok += 1;
+                    let us = u64::try_from((t1 - t0).as_micros()).unwrap_or(u64::MAX);
+                    st.hist.saturating_record(us.max(1));
+                }
+            }
+            Ok(Ok(status)) => {
+                if counted {
+                    st.errors += 1;
+                    *st.statuses.entry(status.as_u16().to_string()).or_default() += 1;
+                    st.first_error
+                        .get_or_insert_with(|| format!("HTTP {status} on {}", cfg.scenario.name()));
+                }
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    sleep(cfg.backoff_503).await;
+                }
+            }
+            Ok(Err(e)) => {
+                if counted {
+                    st.errors += 1;
+                    st.transport_errors += 1;
+                    st.first_error.get_or_insert_with(|| format!("{e:#}"));
+                }
+                // Never spin on a dead server.
+                sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => {
+                if counted {
+                    st.errors += 1;
+                    st.timeouts += 1;
+                    st.first_error.get_or_insert_with(|| {
+                        format!("no answer within {:?}", cfg.request_timeout)
+                    });
+                }
+            }
+        }
+    }
+    st.connects = vu.conn.connects - connects_before;
+    Ok(st)
+}
+
+/// utime + stime of this process in seconds, from /proc (Linux).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields after the command: state is field 3, utime 14, stime 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux configuration in practice.
+    Some((utime + stime) / 100.0)
+}
+
+/// Sets up every virtual user (bounded concurrency), runs the warm-up and
+/// the measured window, and summarizes.
+pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
+    let cfg = Arc::new(cfg);
+    let setup_deadline = Instant::now() + cfg.setup_timeout;
+    let permits = Arc::new(Semaphore::new(cfg.setup_concurrency.max(1)));
+    let mut setups = JoinSet::new();
+    for index in 0..cfg.connections {
+        let cfg = Arc::clone(&cfg);
+        let permits = Arc::clone(&permits);
+        setups.spawn(async move {
+            let result: Result<Vu> = async {
+                let mut vu = Vu::new(&cfg, index)?;
+                vu.conn.ensure_connected().await?;
+                let _permit = permits.acquire().await?;
+                register(&cfg, &mut vu, setup_deadline).await?;
+                if cfg.scenario.needs_session() {
+                    login(&cfg, &mut vu, setup_deadline).await?;
+                }
+                Ok(vu)
+            }
+            .await;
+            result.with_context(|| format!("setup of virtual user {index}"))
+        });
+    }
+    let mut vus = Vec::with_capacity(cfg.connections);
+    let setup_limit = setup_deadline + cfg.request_timeout;
+    while let Some(joined) = timeout_at_or_err(setup_limit, setups.join_next()).await? {
+        vus.push(joined??);
+    }
+    vus.sort_by_key(|vu| vu.index);
+
+    let start = Instant::now();
+    let phases = Phases {
+        measure_start: start + cfg.warmup,
+        end: start + cfg.warmup + cfg.duration,
+    };
+    let mut tasks = JoinSet::new();
+    for vu in vus {
+        tasks.spawn(drive(Arc::clone(&cfg), vu, phases));
+    }
+    sleep_until(phases.measure_start).await;
+    let cpu0 = process_cpu_seconds();
+    sleep_until(phases.end).await;
+    let cpu1 = process_cpu_seconds();
+
+    let mut hist = new_histogram()?;
+    let mut report = RunReport::empty(&cfg);
+    let join_limit = phases.end + cfg.request_timeout + Duration::from_secs(5);
+    let mut finished = 0usize;
+    while let Some(joined) = timeout_at_or_err(join_limit, tasks.join_next()).await? {
+        let st = joined??;
+        finished += 1;
+        hist.add(&st.hist)?;
+        report.ok += st.ok;
+        report.errors += st.errors;
+        report.transport_errors += st.transport_errors;
+        report.timeouts += st.timeouts;
+        report.relogins += st.relogins;
+        report.relogin_failures += st.relogin_failures;
+        report.reconnects += st.connects;
+        for (k, v) in st.statuses {
+            *report.statuses.entry(k).or_default() += v;
+        }
+        if report.first_error.is_none() {
+            report.first_error = st.first_error;
+        }
+    }
+    if finished != cfg.connections {
+        bail!(
+            "{} of {} virtual users did not stop",
+            cfg.connections - finished,
+            cfg.connections
+        );
+    }
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        report.client_cpu_pct = Some(100.0 * (b - a) / cfg.duration.as_secs_f64());
+    }
+    report.finish(&hist, cfg.duration);
+    Ok(report)
+}
+
+/// `join_next` with an overall deadline (the run is bounded in time even if
+/// the server stops answering).
+async fn timeout_at_or_err<T>(
+    deadline: Instant,
+    fut: impl std::future::Future<Output = Option<T>>,
+) -> Result<Option<T>> {
+    tokio::time::timeout_at(deadline, fut)
+        .await
+        .map_err(|_| anyhow!("virtual users still busy at the deadline"))
+}

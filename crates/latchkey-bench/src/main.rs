@@ -1,0 +1,215 @@
+//! latchkey-bench: the load generator that compares latchkey with the
+//! Express baseline (requests/s and p50/p99/p999 latency per path), and
+//! measures bare Argon2id hashing for comparison with login.
+//!
+//! Every target must be a loopback address.
+
+mod client;
+mod hash;
+mod load;
+mod report;
+mod target;
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use hyper::header::HeaderValue;
+
+use crate::client::Endpoint;
+use crate::load::LoadConfig;
+use crate::target::{Scenario, Target};
+
+#[derive(Parser)]
+#[command(name = "latchkey-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load a server with one or more scenarios; one JSON line per scenario
+    /// on stdout, a human-readable line on stderr.
+    Run(RunArgs),
+    /// Bare Argon2id hashing (m=19456, t=2, p=1) on N threads: hashes/s.
+    Hash(HashArgs),
+    /// Read JSON lines (files, or stdin with `-`) and print the Markdown
+    /// comparison table (median run per label and scenario).
+    Report {
+        /// Files of JSON lines; `-` for stdin.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Which server's paths and shapes.
+    #[arg(long, value_enum)]
+    target: Target,
+    /// The server, as http://IP:PORT (loopback only).
+    #[arg(long)]
+    url: String,
+    /// Scenarios, comma-separated, run one after the other.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "me,refresh,login"
+    )]
+    scenario: Vec<Scenario>,
+    /// Keep-alive connections, one virtual user each.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Length of the measured window (`10s`, `500ms`, `2m` or seconds).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Load before the measured window starts.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Worker threads of the load generator (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Setup requests (register, first login) in flight at once.
+    #[arg(long, default_value_t = 4)]
+    setup_concurrency: usize,
+    /// Time allowed for the whole setup.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    setup_timeout: Duration,
+    /// A request without an answer by then counts as an error.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// Pause of a virtual user after a 503 answer during the load.
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    backoff_503: Duration,
+    /// The `Origin` sent on latchkey's POSTs (default: the URL's origin).
+    #[arg(long)]
+    origin: Option<String>,
+    /// A label copied into the JSON lines (the report's column key).
+    #[arg(long)]
+    label: Option<String>,
+}
+
+#[derive(Args)]
+struct HashArgs {
+    /// Threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Hash(args) => {
+            let threads = match args.threads {
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            if threads == 0 {
+                bail!("--threads must be at least 1");
+            }
+            let report = hash::run(threads, args.duration, args.warmup)?;
+            eprintln!("{}", report.human());
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Report { files } => {
+            let mut text = String::new();
+            for f in files {
+                if f == "-" {
+                    std::io::stdin().read_to_string(&mut text)?;
+                } else {
+                    text.push_str(
+                        &std::fs::read_to_string(&f).with_context(|| format!("reading {f}"))?,
+                    );
+                }
+                text.push('\n');
+            }
+            print!("{}", report::markdown(&text)?);
+            Ok(())
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    if args.connections == 0 || args.threads == 0 {
+        bail!("--connections and --threads must be at least 1");
+    }
+    let endpoint = Endpoint::parse(&args.url)?;
+    let origin = HeaderValue::from_str(args.origin.as_deref().unwrap_or(&endpoint.origin))
+        .context("bad --origin")?;
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async {
+        for scenario in &args.scenario {
+            let cfg = LoadConfig {
+                target: args.target,
+                scenario: *scenario,
+                endpoint: endpoint.clone(),
+                origin: origin.clone(),
+                connections: args.connections,
+                duration: args.duration,
+                warmup: args.warmup,
+                setup_concurrency: args.setup_concurrency,
+                setup_timeout: args.setup_timeout,
+                request_timeout: args.request_timeout,
+                backoff_503: args.backoff_503,
+                label: args.label.clone(),
+                client_threads: args.threads,
+            };
+            let report = load::run(cfg).await.with_context(|| {
+                format!("{} {} at {}", args.target.name(), scenario.name(), args.url)
+            })?;
+            eprintln!("{}", report.human());
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("10h").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+}

@@ -1,0 +1,382 @@
+//! One JSON line per run, and the Markdown table that compares runs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::load::LoadConfig;
+
+/// Latencies in microseconds, 1 us to 10 min, 3 significant digits.
+pub fn new_histogram() -> Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
+}
+
+/// The result of one run: printed as one line of JSON.
+///
+/// `requests` = `ok` + `errors` (non-2xx answers, transport errors and
+/// time-outs), counted when they complete inside the measured window;
+/// `req_per_s` is `ok` per second; latencies are of the 2xx answers.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunReport {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub target: String,
+    pub scenario: String,
+    pub path: String,
+    pub connections: usize,
+    /// Seconds of the measured window.
+    pub duration: f64,
+    pub warmup: f64,
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub req_per_s: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+    pub statuses: BTreeMap<String, u64>,
+    pub transport_errors: u64,
+    pub timeouts: u64,
+    pub relogins: u64,
+    pub relogin_failures: u64,
+    pub reconnects: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    pub client_threads: usize,
+    /// CPU used by the load generator itself, in % of one core.
+    pub client_cpu_pct: Option<f64>,
+}
+
+impl RunReport {
+    pub fn empty(cfg: &LoadConfig) -> Self {
+        Self {
+            label: cfg.label.clone(),
+            target: cfg.target.name().to_owned(),
+            scenario: cfg.scenario.name().to_owned(),
+            path: cfg.target.path_of(cfg.scenario).to_owned(),
+            connections: cfg.connections,
+            warmup: cfg.warmup.as_secs_f64(),
+            client_threads: cfg.client_threads,
+            ..Self::default()
+        }
+    }
+
+    /// Fills in the totals and percentiles.
+    pub fn finish(&mut self, hist: &Histogram<u64>, window: Duration) {
+        self.duration = window.as_secs_f64();
+        self.requests = self.ok + self.errors;
+        self.req_per_s = if self.duration > 0.0 {
+            self.ok as f64 / self.duration
+        } else {
+            0.0
+        };
+        if !hist.is_empty() {
+            self.p50_us = hist.value_at_quantile(0.50);
+            self.p99_us = hist.value_at_quantile(0.99);
+            self.p999_us = hist.value_at_quantile(0.999);
+            self.max_us = hist.max();
+            self.mean_us = (hist.mean() * 10.0).round() / 10.0;
+        }
+        self.req_per_s = (self.req_per_s * 10.0).round() / 10.0;
+        self.client_cpu_pct = self.client_cpu_pct.map(|c| c.round());
+    }
+
+    /// The human-readable line (stderr).
+    pub fn human(&self) -> String {
+        let label = self.label.as_deref().unwrap_or(&self.target);
+        let (unit, rate) = if self.scenario == "hash" {
+            ("threads", "hashes/s")
+        } else {
+            ("conns", "req/s")
+        };
+        let mut s = format!(
+            "{label} {} ({}): {} {unit}, {:.1} s: {} ok, {} errors, {:.1} {rate}, p50 {}, p99 {}, p999 {}",
+            self.scenario,
+            self.path,
+            self.connections,
+            self.duration,
+            self.ok,
+            self.errors,
+            self.req_per_s,
+            fmt_us(self.p50_us),
+            fmt_us(self.p99_us),
+            fmt_us(self.p999_us),
+        );
+        if let Some(cpu) = self.client_cpu_pct {
+            let _ = write!(s, ", load generator cpu {cpu:.0}%");
+        }
+        if !self.statuses.is_empty() {
+            let _ = write!(s, ", statuses {:?}", self.statuses);
+        }
+        if self.relogins > 0 || self.relogin_failures > 0 {
+            let _ = write!(
+                s,
+                ", relogins {} (failed {})",
+                self.relogins, self.relogin_failures
+            );
+        }
+        if let Some(e) = &self.first_error {
+            let _ = write!(s, ", first error: {e}");
+        }
+        s
+    }
+}
+
+pub fn fmt_us(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{:.0} ms", us as f64 / 1000.0)
+    } else if us >= 1000 {
+        format!("{:.2} ms", us as f64 / 1000.0)
+    } else {
+        format!("{us} us")
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    let whole = r.round() as u64;
+    if r < 100.0 {
+        return format!("{r:.1}");
+    }
+    let digits = whole.to_string();
+    let head = match digits.len() % 3 {
+        0 => 3.min(digits.len()),
+        n => n,
+    };
+    let mut out = digits.get(..head).unwrap_or_default().to_owned();
+    let mut i = head;
+    while let Some(group) = digits.get(i..i + 3) {
+        out.push(',');
+        out.push_str(group);
+        i += 3;
+    }
+    out
+}
+
+/// The run with the median `req_per_s` (the lower middle for an even count).
+fn median(runs: &[&RunReport]) -> Option<RunReport> {
+    let mut v: Vec<&RunReport> = runs.to_vec();
+    v.sort_by(|a, b| a.req_per_s.total_cmp(&b.req_per_s));
+    v.get((v.len().saturating_sub(1)) / 2).map(|r| (*r).clone())
+}
+
+/// The three columns of the comparison, by label.
+pub const LATCHKEY: &str = "latchkey";
+pub const FAITHFUL: &str = "express-faithful";
+pub const STRONGEST: &str = "express-strongest";
+pub const HASH: &str = "argon2id";
+
+fn key(r: &RunReport) -> String {
+    r.label.clone().unwrap_or_else(|| r.target.clone())
+}
+
+fn cell(r: Option<&RunReport>) -> (String, String) {
+    match r {
+        None => ("n/a".into(), "".into()),
+        Some(r) => {
+            let mut rate = fmt_rate(r.req_per_s);
+            if r.errors > 0 {
+                let _ = write!(rate, " ({} err)", r.errors);
+            }
+            (rate, format!("{} / {}", fmt_us(r.p50_us), fmt_us(r.p99_us)))
+        }
+    }
+}
+
+fn ratio(a: Option<&RunReport>, b: Option<&RunReport>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b.req_per_s > 0.0 => format!("{:.2}x", a.req_per_s / b.req_per_s),
+        _ => "n/a".into(),
+    }
+}
+
+/// Reads JSON lines (lines that are not a JSON object are skipped) and
+/// prints the comparison table.
+pub fn markdown(text: &str) -> Result<String> {
+    let mut runs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if !line.starts_with('{') {
+            continue;
+        }
+        let r: RunReport =
+            serde_json::from_str(line).with_context(|| format!("line {}: not a run", n + 1))?;
+        runs.push(r);
+    }
+    let pick = |label: &str, scenario: &str| -> Option<RunReport> {
+        let matching: Vec<&RunReport> = runs
+            .iter()
+            .filter(|r| key(r) == label && r.scenario == scenario)
+            .collect();
+        median(&matching)
+    };
+    let count = |label: &str, scenario: &str| {
+        runs.iter()
+            .filter(|r| key(r) == label && r.scenario == scenario)
+            .count()
+    };
+
+    let mut out = String::new();
+    out.push_str(
+        "| path | latchkey req/s | p50 / p99 | Express faithful req/s | p50 / p99 | \
+         Express strongest req/s | p50 / p99 | latchkey / strongest | latchkey / faithful |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let rows = [
+        ("me", "`GET /v1/me` vs `GET /me`"),
+        (
+            "refresh",
+            "refresh: `POST /v1/auth/refresh` (rotating, durable) vs `POST /refresh-token` (no rotation)",
+        ),
+        ("login", "login: `POST /v1/auth/login` (Argon2id) vs `POST /login` (bcrypt 10)"),
+    ];
+    let mut runs_seen = 0usize;
+    for (scenario, title) in rows {
+        let lk = pick(LATCHKEY, scenario);
+        let fa = pick(FAITHFUL, scenario);
+        let st = pick(STRONGEST, scenario);
+        if lk.is_none() && fa.is_none() && st.is_none() {
+            continue;
+        }
+        runs_seen = runs_seen
+            .max(count(LATCHKEY, scenario))
+            .max(count(FAITHFUL, scenario))
+            .max(count(STRONGEST, scenario));
+        let (lr, ll) = cell(lk.as_ref());
+        let (fr, fl) = cell(fa.as_ref());
+        let (sr, sl) = cell(st.as_ref());
+        let _ = writeln!(
+            out,
+            "| {title} | {lr} | {ll} | {fr} | {fl} | {sr} | {sl} | {} | {} |",
+            ratio(lk.as_ref(), st.as_ref()),
+            ratio(lk.as_ref(), fa.as_ref()),
+        );
+    }
+    out.push('\n');
+
+    let hash = pick(HASH, "hash");
+    if let Some(h) = &hash {
+        let _ = write!(
+            out,
+            "Bare Argon2id hashing (m=19456, t=2, p=1) on {} threads: {} hashes/s (p50 {} per hash)",
+            h.connections,
+            fmt_rate(h.req_per_s),
+            fmt_us(h.p50_us)
+        );
+        match pick(LATCHKEY, "login") {
+            Some(l) if h.req_per_s > 0.0 => {
+                let _ = writeln!(
+                    out,
+                    "; latchkey's login reaches {:.0}% of it.",
+                    100.0 * l.req_per_s / h.req_per_s
+                );
+            }
+            _ => out.push_str(".\n"),
+        }
+    }
+
+    if let Some(any) = runs.iter().find(|r| key(r) != HASH) {
+        let cpu: Vec<String> = [LATCHKEY, FAITHFUL, STRONGEST]
+            .iter()
+            .flat_map(|l| ["me", "refresh", "login"].map(|s| (*l, s)))
+            .filter_map(|(l, s)| {
+                pick(l, s).and_then(|r| r.client_cpu_pct.map(|c| format!("{l} {s} {c:.0}%")))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nMedian (by req/s) of {runs_seen} run(s) of {:.0} s each after {:.0} s of warm-up, \
+             {} keep-alive connections, loopback. The load generator ({} thread(s)) and the \
+             server share the same {} cores; its own CPU use, in % of one core: {}.",
+            any.duration,
+            any.warmup,
+            any.connections,
+            any.client_threads,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            if cpu.is_empty() {
+                "not measured".to_owned()
+            } else {
+                cpu.join(", ")
+            },
+        );
+    }
+    let errors: Vec<String> = runs
+        .iter()
+        .filter(|r| r.errors > 0 || r.relogin_failures > 0)
+        .map(|r| {
+            format!(
+                "{} {}: {} errors {:?}{}",
+                key(r),
+                r.scenario,
+                r.errors,
+                r.statuses,
+                r.first_error
+                    .as_deref()
+                    .map(|e| format!(" (first: {e})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(out, "\nErrors: {}.", errors.join("; "));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(label: &str, scenario: &str, rps: f64) -> String {
+        let r = RunReport {
+            label: Some(label.into()),
+            target: label.split('-').next().unwrap().into(),
+            scenario: scenario.into(),
+            connections: 32,
+            duration: 10.0,
+            warmup: 2.0,
+            req_per_s: rps,
+            p50_us: 1500,
+            p99_us: 12_000,
+            client_threads: 1,
+            ..RunReport::default()
+        };
+        serde_json::to_string(&r).unwrap()
+    }
+
+    #[test]
+    fn table_takes_medians_and_ratios() {
+        let lines = [
+            run(LATCHKEY, "me", 30_000.0),
+            run(LATCHKEY, "me", 10_000.0),
+            run(LATCHKEY, "me", 20_000.0),
+            run(STRONGEST, "me", 8_000.0),
+            run(FAITHFUL, "me", 1_000.0),
+            run(LATCHKEY, "login", 90.0),
+            run(HASH, "hash", 100.0),
+            "not json".to_owned(),
+        ]
+        .join("\n");
+        let md = markdown(&lines).unwrap();
+        assert!(md.contains("| 20,000 |"), "{md}");
+        assert!(md.contains("| 2.50x | 20.00x |"), "{md}");
+        assert!(md.contains("reaches 90% of it"), "{md}");
+        assert!(md.contains("of 3 run(s)"), "{md}");
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_rate(1234567.4), "1,234,567");
+        assert_eq!(fmt_rate(999.0), "999");
+        assert_eq!(fmt_rate(33.25), "33.2");
+        assert_eq!(fmt_us(950), "950 us");
+        assert_eq!(fmt_us(1500), "1.50 ms");
+        assert_eq!(fmt_us(25_000), "25 ms");
+    }
+}
