@@ -1,7 +1,8 @@
 //! The session service: every rule of API.md sections 1, 3 and 5 that is
 //! not about HTTP. The HTTP layer and the CLI are two doors into it.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use latchkey_proto::{AccessClaims, PublicJwk};
@@ -58,6 +59,48 @@ pub struct KeyStatus {
 
 const SALT_LEN: usize = 16;
 
+/// Access tokens whose signature and claims already checked out, by the
+/// SHA-256 of the whole token, so a token used on every request is verified
+/// once. Bounded: when full it starts over. Entries are never trusted past
+/// their `exp`, and the session is still checked against the store.
+struct VerifiedTokens {
+    entries: Mutex<HashMap<[u8; 32], AccessClaims>>,
+}
+
+const VERIFIED_TOKENS_MAX: usize = 16_384;
+
+impl VerifiedTokens {
+    fn key(token: &str) -> [u8; 32] {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        key
+    }
+
+    fn get(&self, key: &[u8; 32], now_s: i64) -> Option<AccessClaims> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|c| c.exp > now_s && c.nbf <= now_s)
+            .cloned()
+    }
+
+    fn insert(&self, key: [u8; 32], claims: AccessClaims) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= VERIFIED_TOKENS_MAX {
+            entries.clear();
+        }
+        entries.insert(key, claims);
+    }
+
+    fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
 pub struct Service {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -66,6 +109,7 @@ pub struct Service {
     refresh_secret: RefreshSecret,
     master_key: Option<MasterKey>,
     ring: RwLock<Arc<KeyRing>>,
+    verified: VerifiedTokens,
 }
 
 impl Service {
@@ -84,6 +128,9 @@ impl Service {
             refresh_secret,
             master_key,
             ring: RwLock::new(Arc::new(KeyRing::default())),
+            verified: VerifiedTokens {
+                entries: Mutex::new(HashMap::new()),
+            },
         })
     }
 
@@ -117,8 +164,13 @@ impl Service {
     /// CLI changed shows up here).
     pub async fn reload_keys(&self) -> Result<(), ServiceError> {
         let records = self.store.list_keys().await?;
+        if self.ring().records().eq(records.iter()) {
+            return Ok(());
+        }
         let ring = KeyRing::load(records, self.master_key.as_ref())?;
         *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+        // A retired or purged key must not live on in verified tokens.
+        self.verified.clear();
         Ok(())
     }
 
@@ -616,7 +668,15 @@ impl Service {
             access_ttl: self.policy.access_ttl,
             leeway: Duration::ZERO,
         };
-        let claims = tokens::verify(access_token, &self.ring(), &expect, now)?;
+        let cache_key = VerifiedTokens::key(access_token);
+        let claims = match self.verified.get(&cache_key, now.unix_timestamp()) {
+            Some(claims) => claims,
+            None => {
+                let claims = tokens::verify(access_token, &self.ring(), &expect, now)?;
+                self.verified.insert(cache_key, claims.clone());
+                claims
+            }
+        };
         let sid = claims
             .sid
             .as_deref()

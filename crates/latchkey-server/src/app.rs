@@ -47,9 +47,9 @@ pub async fn refresh_secret(config: &Config, store: &dyn Store) -> anyhow::Resul
             master.derive("refresh-token-mac").as_ref(),
         ));
     }
-    match sqlite_path(&config.database_url) {
+    match latchkey_store_sqlite::database_path(&config.database_url)? {
         Some(db) => {
-            let path = PathBuf::from(format!("{}.secret", db.display()));
+            let path = PathBuf::from(format!("{db}.secret"));
             Ok(RefreshSecret::new(&key_file(&path)?))
         }
         None => {
@@ -60,14 +60,6 @@ pub async fn refresh_secret(config: &Config, store: &dyn Store) -> anyhow::Resul
             Ok(RefreshSecret::new(&secret))
         }
     }
-}
-
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
 }
 
 /// Reads the 32-byte secret, creating it (mode 0600) on first use.

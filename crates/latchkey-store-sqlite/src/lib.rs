@@ -1,6 +1,14 @@
 //! latchkey's [`Store`] on an embedded SQLite database (WAL mode).
+//!
+//! Writes go to one writer thread that owns the only writing connection and
+//! commits whatever has queued up in one transaction (group commit), each
+//! operation inside its own savepoint, answering only after the commit.
+//! Reads run on pooled read connections in the calling task: they are
+//! indexed point reads served from the page cache, cheaper than a hand-off
+//! to another thread, and in WAL mode they never wait for the writer.
 
-use std::str::FromStr;
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,12 +19,12 @@ use latchkey_core::store::{
     Advance, LoginFailures, RevokeScope, SessionRecord, SessionWithUser, Store, StoreError,
     StoreResult, UserRecord,
 };
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
 use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+/// The schema, in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
 
 /// How SQLite commits: `Normal` survives a killed process, `Full` also a
 /// power loss, at the price of an fsync per commit.
@@ -30,62 +38,233 @@ pub enum Durability {
 #[derive(Debug, Clone)]
 pub struct SqliteSettings {
     pub durability: Durability,
-    pub max_connections: u32,
+    /// Read connections kept open for reuse.
+    pub max_idle_readers: usize,
+    /// How long a statement waits for a lock held by another process.
     pub busy_timeout: Duration,
-    pub acquire_timeout: Duration,
+    /// Most write operations committed in one transaction.
+    pub max_batch: usize,
 }
 
 impl Default for SqliteSettings {
     fn default() -> Self {
         Self {
             durability: Durability::Normal,
-            max_connections: 8,
+            max_idle_readers: 8,
             busy_timeout: Duration::from_secs(5),
-            acquire_timeout: Duration::from_secs(5),
+            max_batch: 256,
         }
     }
 }
+
+type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    readers: Arc<ReaderPool>,
 }
 
-fn unavailable(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.message().to_owned())
+struct ReaderPool {
+    open: Box<dyn Fn() -> rusqlite::Result<Connection> + Send + Sync>,
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+}
+
+impl ReaderPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match conn {
+            Some(conn) => conn,
+            None => (self.open)().map_err(unavailable)?,
+        };
+        let result = f(&conn).map_err(unavailable);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(conn);
         }
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
+        result
+    }
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(err, msg) if err.code == ErrorCode::ConstraintViolation => {
+            StoreError::Conflict(msg.clone().unwrap_or_else(|| e.to_string()))
+        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
         _ => StoreError::Unavailable(e.to_string()),
     }
+}
+
+/// The file path of a `sqlite://PATH` URL (`sqlite:PATH` too); `None` for
+/// an in-memory database.
+pub fn database_path(url: &str) -> Result<Option<&str>, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Unavailable(format!("not a sqlite:// URL: {url}")))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() {
+        return Err(StoreError::Unavailable(
+            "the SQLite URL names no file".into(),
+        ));
+    }
+    Ok((path != ":memory:").then_some(path))
+}
+
+fn configure(conn: &Connection, settings: &SqliteSettings) -> rusqlite::Result<()> {
+    conn.busy_timeout(settings.busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let sync = match settings.durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    Ok(())
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database named by a `sqlite://PATH` URL.
     pub async fn connect(url: &str, settings: &SqliteSettings) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match settings.durability {
-                Durability::Normal => SqliteSynchronous::Normal,
-                Durability::Full => SqliteSynchronous::Full,
-            })
-            .busy_timeout(settings.busy_timeout)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
-            .await
+        let path = database_path(url)?.map(Path::new).map(Path::to_path_buf);
+        let writer = match &path {
+            Some(path) => Connection::open(path),
+            None => Connection::open_in_memory(),
+        }
+        .map_err(unavailable)?;
+        writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
             .map_err(unavailable)?;
-        Ok(Self { pool })
+        configure(&writer, settings).map_err(unavailable)?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let readers = match path {
+            Some(path) => {
+                let reader_settings = settings.clone();
+                ReaderPool {
+                    open: Box::new(move || {
+                        let conn = Connection::open_with_flags(
+                            &path,
+                            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                        )?;
+                        configure(&conn, &reader_settings)?;
+                        Ok(conn)
+                    }),
+                    idle: Mutex::new(Vec::new()),
+                    max_idle: settings.max_idle_readers,
+                }
+            }
+            // Each connection to `:memory:` is its own database: reads go
+            // through the writer thread too.
+            None => ReaderPool {
+                open: Box::new(|| Err(rusqlite::Error::InvalidPath("in-memory".into()))),
+                idle: Mutex::new(Vec::new()),
+                max_idle: 0,
+            },
+        };
+        let max_batch = settings.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("latchkey-sqlite-writer".into())
+            .spawn(move || write_loop(&writer, &queue, max_batch))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        Ok(Self {
+            jobs: Mutex::new(Some(jobs)),
+            readers: Arc::new(readers),
+        })
     }
 
-    pub async fn close(&self) {
-        self.pool.close().await;
+    /// Stops the writer thread once the queued operations are done.
+    pub fn close(&self) {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Runs `f` in the writer's next transaction; answers after the commit.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit_error: Option<&StoreError>| {
+                let answer = match commit_error {
+                    Some(e) => Err(StoreError::Unavailable(e.to_string())),
+                    None => result,
+                };
+                let _ = tx.send(answer);
+            })
+        });
+        let sender = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        sender
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the SQLite writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the SQLite writer stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        if self.readers.max_idle == 0 {
+            return self.write(f).await;
+        }
+        self.readers.with(f)
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// One operation of a batch: its failure undoes only its own writes.
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT op").map_err(unavailable)?;
+    match f(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE op").map_err(unavailable)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+            Err(unavailable(e))
+        }
+    }
+}
+
+fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>, max_batch: usize) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::warn!(error = %e, "SQLite: cannot begin a write transaction");
+            // Dropping the jobs drops their answer channels: each caller
+            // sees the store as unavailable.
+            drop(batch);
+            continue;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(unavailable);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let error = committed.err();
+        for reply in replies {
+            reply(error.as_ref());
+        }
     }
 }
 
@@ -97,12 +276,12 @@ fn opt_ms(t: Option<OffsetDateTime>) -> Option<i64> {
     t.map(unix_millis)
 }
 
-fn time_of(row: &SqliteRow, col: &str) -> Result<OffsetDateTime, sqlx::Error> {
-    row.try_get::<i64, _>(col).map(from_unix_millis)
+fn time_of(row: &Row<'_>, col: &str) -> rusqlite::Result<OffsetDateTime> {
+    row.get::<_, i64>(col).map(from_unix_millis)
 }
 
-fn opt_time_of(row: &SqliteRow, col: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
-    row.try_get::<Option<i64>, _>(col)
+fn opt_time_of(row: &Row<'_>, col: &str) -> rusqlite::Result<Option<OffsetDateTime>> {
+    row.get::<_, Option<i64>>(col)
         .map(|v| v.map(from_unix_millis))
 }
 
@@ -112,44 +291,45 @@ const SESSION_COLS: &str = "s.id, s.user_id, s.client_id, s.scope, s.salt, s.gen
     s.rotated_at, s.created_at, s.last_used_at, s.absolute_expires_at, s.revoked_at, \
     s.revoked_reason, s.user_agent, s.ip";
 
-fn user_of(row: &SqliteRow) -> Result<UserRecord, sqlx::Error> {
+fn user_of(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
-        id: row.try_get("u_id")?,
-        username: row.try_get("username")?,
-        username_key: row.try_get("username_key")?,
-        password_hash: row.try_get("password_hash")?,
+        id: row.get("u_id")?,
+        username: row.get("username")?,
+        username_key: row.get("username_key")?,
+        password_hash: row.get("password_hash")?,
         created_at: time_of(row, "u_created_at")?,
         disabled_at: opt_time_of(row, "disabled_at")?,
     })
 }
 
-fn session_of(row: &SqliteRow) -> Result<SessionRecord, sqlx::Error> {
-    let generation: i64 = row.try_get("generation")?;
+fn session_of(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    let generation: i64 = row.get("generation")?;
     Ok(SessionRecord {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        client_id: row.try_get("client_id")?,
-        scope: row.try_get("scope")?,
-        salt: row.try_get("salt")?,
-        generation: u64::try_from(generation).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        id: row.get("id")?,
+        user_id: row.get("user_id")?,
+        client_id: row.get("client_id")?,
+        scope: row.get("scope")?,
+        salt: row.get("salt")?,
+        generation: u64::try_from(generation)
+            .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(5, generation))?,
         rotated_at: opt_time_of(row, "rotated_at")?,
         created_at: time_of(row, "created_at")?,
         last_used_at: time_of(row, "last_used_at")?,
         absolute_expires_at: time_of(row, "absolute_expires_at")?,
         revoked_at: opt_time_of(row, "revoked_at")?,
-        revoked_reason: row.try_get("revoked_reason")?,
-        user_agent: row.try_get("user_agent")?,
-        ip: row.try_get("ip")?,
+        revoked_reason: row.get("revoked_reason")?,
+        user_agent: row.get("user_agent")?,
+        ip: row.get("ip")?,
     })
 }
 
-fn key_of(row: &SqliteRow) -> Result<KeyRecord, sqlx::Error> {
+fn key_of(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     Ok(KeyRecord {
-        kid: row.try_get("kid")?,
-        alg: row.try_get("alg")?,
-        private_key: row.try_get("private_key")?,
-        encrypted: row.try_get("encrypted")?,
-        public_jwk: row.try_get("public_jwk")?,
+        kid: row.get("kid")?,
+        alg: row.get("alg")?,
+        private_key: row.get("private_key")?,
+        encrypted: row.get("encrypted")?,
+        public_jwk: row.get("public_jwk")?,
         created_at: time_of(row, "created_at")?,
         activates_at: time_of(row, "activates_at")?,
         retired_at: opt_time_of(row, "retired_at")?,
@@ -157,113 +337,133 @@ fn key_of(row: &SqliteRow) -> Result<KeyRecord, sqlx::Error> {
     })
 }
 
-fn audit_of(row: &SqliteRow) -> Result<AuditRecord, sqlx::Error> {
+fn audit_of(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
         at: time_of(row, "at")?,
-        event: row.try_get("event")?,
-        user_id: row.try_get("user_id")?,
-        session_id: row.try_get("session_id")?,
-        ip: row.try_get("ip")?,
-        detail: row.try_get("detail")?,
+        event: row.get("event")?,
+        user_id: row.get("user_id")?,
+        session_id: row.get("session_id")?,
+        ip: row.get("ip")?,
+        detail: row.get("detail")?,
     })
 }
 
-async fn revoke_in(
-    tx: &mut Transaction<'_, Sqlite>,
-    scope: RevokeScope<'_>,
-    now: OffsetDateTime,
-    reason: &str,
-) -> Result<u64, sqlx::Error> {
-    let result = match scope {
-        RevokeScope::One(id) => {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
-                 WHERE id = ? AND revoked_at IS NULL",
-            )
-            .bind(ms(now))
-            .bind(reason)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?
+fn failures_of(row: &Row<'_>) -> rusqlite::Result<LoginFailures> {
+    let count: i64 = row.get("count")?;
+    Ok(LoginFailures {
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        window_started_at: time_of(row, "window_started_at")?,
+    })
+}
+
+fn generation_param(generation: u64) -> rusqlite::Result<i64> {
+    i64::try_from(generation)
+        .map_err(|_| rusqlite::Error::ToSqlConversionFailure("generation out of range".into()))
+}
+
+/// Owned form of [`RevokeScope`], to move into the writer.
+enum Revoke {
+    One(String),
+    User {
+        user_id: String,
+        except: Option<String>,
+    },
+}
+
+impl From<RevokeScope<'_>> for Revoke {
+    fn from(scope: RevokeScope<'_>) -> Self {
+        match scope {
+            RevokeScope::One(id) => Self::One(id.to_owned()),
+            RevokeScope::User { user_id, except } => Self::User {
+                user_id: user_id.to_owned(),
+                except: except.map(str::to_owned),
+            },
         }
-        RevokeScope::User { user_id, except } => {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
-                 WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
-            )
-            .bind(ms(now))
-            .bind(reason)
-            .bind(user_id)
-            .bind(except)
-            .execute(&mut **tx)
-            .await?
-        }
+    }
+}
+
+fn revoke_in(conn: &Connection, scope: &Revoke, now: i64, reason: &str) -> rusqlite::Result<u64> {
+    let n = match scope {
+        Revoke::One(id) => conn
+            .prepare_cached(
+                "UPDATE sessions SET revoked_at = ?1, revoked_reason = ?2 \
+                 WHERE id = ?3 AND revoked_at IS NULL",
+            )?
+            .execute(params![now, reason, id])?,
+        Revoke::User { user_id, except } => conn
+            .prepare_cached(
+                "UPDATE sessions SET revoked_at = ?1, revoked_reason = ?2 \
+                 WHERE user_id = ?3 AND revoked_at IS NULL AND id IS NOT ?4",
+            )?
+            .execute(params![now, reason, user_id, except])?,
     };
-    Ok(result.rows_affected())
+    Ok(n as u64)
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations")
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+        self.write(|conn| {
+            let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+            let applied = usize::try_from(applied).unwrap_or(0);
+            for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+                conn.execute_batch(migration)?;
+                conn.pragma_update(None, "user_version", index as i64 + 1)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO users (id, username, username_key, password_hash, created_at, disabled_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&user.id)
-        .bind(&user.username)
-        .bind(&user.username_key)
-        .bind(&user.password_hash)
-        .bind(ms(user.created_at))
-        .bind(opt_ms(user.disabled_at))
-        .execute(&self.pool)
+        let u = user.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO users (id, username, username_key, password_hash, created_at, disabled_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![u.id, u.username, u.username_key, u.password_hash, ms(u.created_at), opt_ms(u.disabled_at)])?;
+            Ok(())
+        })
         .await
-        .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<UserRecord>> {
-        sqlx::query(&format!(
-            "SELECT {USER_COLS} FROM users u WHERE u.username_key = ?"
-        ))
-        .bind(username_key)
-        .fetch_optional(&self.pool)
+        let key = username_key.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {USER_COLS} FROM users u WHERE u.username_key = ?1"
+            ))?
+            .query_row([key], user_of)
+            .optional()
+        })
         .await
-        .and_then(|row| row.as_ref().map(user_of).transpose())
-        .map_err(unavailable)
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .and_then(|row| row.as_ref().map(user_of).transpose())
-            .map_err(unavailable)
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = ?1"))?
+                .query_row([id], user_of)
+                .optional()
+        })
+        .await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        sqlx::query(&format!(
-            "SELECT {USER_COLS} FROM users u ORDER BY u.created_at, u.id"
-        ))
-        .fetch_all(&self.pool)
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {USER_COLS} FROM users u ORDER BY u.created_at, u.id"
+            ))?
+            .query_map([], user_of)?
+            .collect()
+        })
         .await
-        .and_then(|rows| rows.iter().map(user_of).collect())
-        .map_err(unavailable)
     }
 
     async fn set_password_hash(
@@ -272,19 +472,18 @@ impl Store for SqliteStore {
         hash: &str,
         revoke: Option<(RevokeScope<'_>, OffsetDateTime, &str)>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
-            .bind(hash)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if let Some((scope, now, reason)) = revoke {
-            revoke_in(&mut tx, scope, now, reason)
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
+        let (user_id, hash) = (user_id.to_owned(), hash.to_owned());
+        let revoke =
+            revoke.map(|(scope, now, reason)| (Revoke::from(scope), ms(now), reason.to_owned()));
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE users SET password_hash = ?1 WHERE id = ?2")?
+                .execute(params![hash, user_id])?;
+            if let Some((scope, now, reason)) = revoke {
+                revoke_in(conn, &scope, now, &reason)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn set_user_disabled(
@@ -292,86 +491,76 @@ impl Store for SqliteStore {
         user_id: &str,
         disabled_at: Option<OffsetDateTime>,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let found = sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ?")
-            .bind(opt_ms(disabled_at))
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected()
-            > 0;
-        if let Some(now) = disabled_at {
-            let scope = RevokeScope::User {
-                user_id,
-                except: None,
-            };
-            revoke_in(&mut tx, scope, now, "user_disabled")
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(found)
+        let user_id = user_id.to_owned();
+        self.write(move |conn| {
+            let found = conn
+                .prepare_cached("UPDATE users SET disabled_at = ?1 WHERE id = ?2")?
+                .execute(params![opt_ms(disabled_at), user_id])?
+                > 0;
+            if let Some(now) = disabled_at {
+                let scope = Revoke::User {
+                    user_id,
+                    except: None,
+                };
+                revoke_in(conn, &scope, ms(now), "user_disabled")?;
+            }
+            Ok(found)
+        })
+        .await
     }
 
-    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
-        let generation = i64::try_from(s.generation)
-            .map_err(|_| StoreError::Corrupt("generation out of range".into()))?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, client_id, scope, salt, generation, rotated_at, \
-             created_at, last_used_at, absolute_expires_at, revoked_at, revoked_reason, user_agent, ip) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&s.id)
-        .bind(&s.user_id)
-        .bind(&s.client_id)
-        .bind(&s.scope)
-        .bind(&s.salt)
-        .bind(generation)
-        .bind(opt_ms(s.rotated_at))
-        .bind(ms(s.created_at))
-        .bind(ms(s.last_used_at))
-        .bind(ms(s.absolute_expires_at))
-        .bind(opt_ms(s.revoked_at))
-        .bind(&s.revoked_reason)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-        .execute(&self.pool)
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        let s = session.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO sessions (id, user_id, client_id, scope, salt, generation, rotated_at, \
+                 created_at, last_used_at, absolute_expires_at, revoked_at, revoked_reason, user_agent, ip) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                s.id,
+                s.user_id,
+                s.client_id,
+                s.scope,
+                s.salt,
+                generation_param(s.generation)?,
+                opt_ms(s.rotated_at),
+                ms(s.created_at),
+                ms(s.last_used_at),
+                ms(s.absolute_expires_at),
+                opt_ms(s.revoked_at),
+                s.revoked_reason,
+                s.user_agent,
+                s.ip
+            ])?;
+            Ok(())
+        })
         .await
-        .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        sqlx::query(&format!(
-            "SELECT {SESSION_COLS} FROM sessions s WHERE s.id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SESSION_COLS} FROM sessions s WHERE s.id = ?1"
+            ))?
+            .query_row([id], session_of)
+            .optional()
+        })
         .await
-        .and_then(|row| row.as_ref().map(session_of).transpose())
-        .map_err(unavailable)
     }
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<SessionWithUser>> {
-        sqlx::query(&format!(
-            "SELECT {SESSION_COLS}, {USER_COLS} FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .and_then(|row| {
-            row.as_ref()
-                .map(|r| {
-                    Ok(SessionWithUser {
-                        session: session_of(r)?,
-                        user: user_of(r)?,
-                    })
-                })
-                .transpose()
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SESSION_COLS}, {USER_COLS} FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.id = ?1"
+            ))?
+            .query_row([id], |row| Ok(SessionWithUser { session: session_of(row)?, user: user_of(row)? }))
+            .optional()
         })
-        .map_err(unavailable)
+        .await
     }
 
     async fn advance_generation(
@@ -380,24 +569,21 @@ impl Store for SqliteStore {
         from: u64,
         now: OffsetDateTime,
     ) -> StoreResult<Advance> {
-        let from = i64::try_from(from)
-            .map_err(|_| StoreError::Corrupt("generation out of range".into()))?;
-        let row = sqlx::query(
-            "UPDATE sessions SET generation = generation + 1, rotated_at = ?1, last_used_at = ?1 \
-             WHERE id = ?2 AND generation = ?3 AND revoked_at IS NULL RETURNING *",
-        )
-        .bind(ms(now))
-        .bind(id)
-        .bind(from)
-        .fetch_optional(&self.pool)
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "UPDATE sessions SET generation = generation + 1, rotated_at = ?1, last_used_at = ?1 \
+                     WHERE id = ?2 AND generation = ?3 AND revoked_at IS NULL RETURNING *",
+                )?
+                .query_row(params![ms(now), id, generation_param(from)?], session_of)
+                .optional()?;
+            Ok(match row {
+                Some(session) => Advance::Advanced(Box::new(session)),
+                None => Advance::Lost,
+            })
+        })
         .await
-        .map_err(unavailable)?;
-        match row {
-            Some(row) => Ok(Advance::Advanced(Box::new(
-                session_of(&row).map_err(unavailable)?,
-            ))),
-            None => Ok(Advance::Lost),
-        }
     }
 
     async fn revoke_sessions(
@@ -406,12 +592,9 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         reason: &str,
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let n = revoke_in(&mut tx, scope, now, reason)
+        let (scope, reason) = (Revoke::from(scope), reason.to_owned());
+        self.write(move |conn| revoke_in(conn, &scope, ms(now), &reason))
             .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(n)
     }
 
     async fn live_sessions(
@@ -420,46 +603,49 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         idle_since: OffsetDateTime,
     ) -> StoreResult<Vec<SessionRecord>> {
-        sqlx::query(&format!(
-            "SELECT {SESSION_COLS} FROM sessions s WHERE (?1 IS NULL OR s.user_id = ?1) \
-             AND s.revoked_at IS NULL AND s.absolute_expires_at > ?2 AND s.last_used_at > ?3 \
-             ORDER BY s.created_at, s.id"
-        ))
-        .bind(user_id)
-        .bind(ms(now))
-        .bind(ms(idle_since))
-        .fetch_all(&self.pool)
+        let user_id = user_id.map(str::to_owned);
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SESSION_COLS} FROM sessions s WHERE (?1 IS NULL OR s.user_id = ?1) \
+                 AND s.revoked_at IS NULL AND s.absolute_expires_at > ?2 AND s.last_used_at > ?3 \
+                 ORDER BY s.created_at, s.id"
+            ))?
+            .query_map(params![user_id, ms(now), ms(idle_since)], session_of)?
+            .collect()
+        })
         .await
-        .and_then(|rows| rows.iter().map(session_of).collect())
-        .map_err(unavailable)
     }
 
-    async fn insert_key(&self, k: &KeyRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_key, encrypted, public_jwk, created_at, \
-             activates_at, retired_at, purged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&k.kid)
-        .bind(&k.alg)
-        .bind(&k.private_key)
-        .bind(k.encrypted)
-        .bind(&k.public_jwk)
-        .bind(ms(k.created_at))
-        .bind(ms(k.activates_at))
-        .bind(opt_ms(k.retired_at))
-        .bind(opt_ms(k.purged_at))
-        .execute(&self.pool)
+    async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()> {
+        let k = key.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO signing_keys (kid, alg, private_key, encrypted, public_jwk, created_at, \
+                 activates_at, retired_at, purged_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                k.kid,
+                k.alg,
+                k.private_key,
+                k.encrypted,
+                k.public_jwk,
+                ms(k.created_at),
+                ms(k.activates_at),
+                opt_ms(k.retired_at),
+                opt_ms(k.purged_at)
+            ])?;
+            Ok(())
+        })
         .await
-        .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        sqlx::query("SELECT * FROM signing_keys ORDER BY activates_at, created_at")
-            .fetch_all(&self.pool)
-            .await
-            .and_then(|rows| rows.iter().map(key_of).collect())
-            .map_err(unavailable)
+        self.read(|conn| {
+            conn.prepare_cached("SELECT * FROM signing_keys ORDER BY activates_at, created_at")?
+                .query_map([], key_of)?
+                .collect()
+        })
+        .await
     }
 
     async fn retire_key(
@@ -469,42 +655,33 @@ impl Store for SqliteStore {
         purge: bool,
         promote: Option<&str>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        sqlx::query(
-            "UPDATE signing_keys SET retired_at = COALESCE(retired_at, ?1), \
-             purged_at = CASE WHEN ?2 THEN COALESCE(purged_at, ?1) ELSE purged_at END WHERE kid = ?3",
-        )
-        .bind(ms(now))
-        .bind(purge)
-        .bind(kid)
-        .execute(&mut *tx)
+        let (kid, promote) = (kid.to_owned(), promote.map(str::to_owned));
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE signing_keys SET retired_at = COALESCE(retired_at, ?1), \
+                 purged_at = CASE WHEN ?2 THEN COALESCE(purged_at, ?1) ELSE purged_at END WHERE kid = ?3",
+            )?
+            .execute(params![ms(now), purge, kid])?;
+            if let Some(successor) = promote {
+                conn.prepare_cached("UPDATE signing_keys SET activates_at = ?1 WHERE kid = ?2")?
+                    .execute(params![ms(now), successor])?;
+            }
+            Ok(())
+        })
         .await
-        .map_err(unavailable)?;
-        if let Some(successor) = promote {
-            sqlx::query("UPDATE signing_keys SET activates_at = ? WHERE kid = ?")
-                .bind(ms(now))
-                .bind(successor)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
     }
 
     async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
-        sqlx::query(
-            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(candidate)
-        .execute(&self.pool)
+        let (name, candidate) = (name.to_owned(), candidate.to_vec());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            )?
+            .execute(params![name, candidate])?;
+            conn.prepare_cached("SELECT value FROM server_secrets WHERE name = ?1")?
+                .query_row([name], |row| row.get(0))
+        })
         .await
-        .map_err(unavailable)?;
-        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)
     }
 
     async fn record_login_failure(
@@ -513,70 +690,68 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         window_start_after: OffsetDateTime,
     ) -> StoreResult<LoginFailures> {
-        let row = sqlx::query(
-            "INSERT INTO login_failures (key, count, window_started_at) VALUES (?1, 1, ?2) \
-             ON CONFLICT (key) DO UPDATE SET \
-               count = CASE WHEN window_started_at <= ?3 THEN 1 ELSE count + 1 END, \
-               window_started_at = CASE WHEN window_started_at <= ?3 THEN ?2 ELSE window_started_at END \
-             RETURNING count, window_started_at",
-        )
-        .bind(key)
-        .bind(ms(now))
-        .bind(ms(window_start_after))
-        .fetch_one(&self.pool)
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO login_failures (key, count, window_started_at) VALUES (?1, 1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                   count = CASE WHEN window_started_at <= ?3 THEN 1 ELSE count + 1 END, \
+                   window_started_at = CASE WHEN window_started_at <= ?3 THEN ?2 ELSE window_started_at END \
+                 RETURNING count, window_started_at",
+            )?
+            .query_row(params![key, ms(now), ms(window_start_after)], failures_of)
+        })
         .await
-        .map_err(unavailable)?;
-        failures_of(&row).map_err(unavailable)
     }
 
     async fn login_failures(&self, key: &str) -> StoreResult<Option<LoginFailures>> {
-        sqlx::query("SELECT count, window_started_at FROM login_failures WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .and_then(|row| row.as_ref().map(failures_of).transpose())
-            .map_err(unavailable)
+        let key = key.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT count, window_started_at FROM login_failures WHERE key = ?1",
+            )?
+            .query_row([key], failures_of)
+            .optional()
+        })
+        .await
     }
 
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE key = ?")
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM login_failures WHERE key = ?1")?
+                .execute([key])?;
+            Ok(())
+        })
+        .await
     }
 
-    async fn append_audit(&self, r: &AuditRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, event, user_id, session_id, ip, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(ms(r.at))
-        .bind(&r.event)
-        .bind(&r.user_id)
-        .bind(&r.session_id)
-        .bind(&r.ip)
-        .bind(&r.detail)
-        .execute(&self.pool)
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        let r = record.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO audit_log (at, event, user_id, session_id, ip, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                ms(r.at),
+                r.event,
+                r.user_id,
+                r.session_id,
+                r.ip,
+                r.detail
+            ])?;
+            Ok(())
+        })
         .await
-        .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        sqlx::query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .and_then(|rows| rows.iter().map(audit_of).collect())
-            .map_err(unavailable)
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?1")?
+                .query_map([i64::from(limit)], audit_of)?
+                .collect()
+        })
+        .await
     }
-}
-
-fn failures_of(row: &SqliteRow) -> Result<LoginFailures, sqlx::Error> {
-    let count: i64 = row.try_get("count")?;
-    Ok(LoginFailures {
-        count: u32::try_from(count).unwrap_or(u32::MAX),
-        window_started_at: time_of(row, "window_started_at")?,
-    })
 }

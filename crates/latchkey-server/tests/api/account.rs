@@ -157,6 +157,8 @@ async fn sessions_list_the_live_devices_with_the_current_one_marked() {
         .await
         .unwrap();
     let phone = pair_of(phone).await;
+    // Devices are listed oldest first.
+    app.advance(std::time::Duration::from_secs(1));
     let laptop = app.login("alice").await;
     let dead = app.login("alice").await;
     app.post("/v1/auth/logout")
