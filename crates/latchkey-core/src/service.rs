@@ -502,19 +502,18 @@ impl Service {
         self.check_live(&found, now).map_err(|_| INVALID)?;
         let SessionWithUser { session, user } = found;
         if presented.generation == session.generation {
+            // The audit row commits with the compare-and-swap: one transaction.
+            let audit = AuditRecord::new(AuditEvent::Refreshed, now)
+                .user(&user.id)
+                .session(&session.id)
+                .ip(&ctx.ip);
             match self
                 .store
-                .advance_generation(&session.id, presented.generation, now)
+                .advance_generation(&session.id, presented.generation, now, &audit)
                 .await?
             {
                 Advance::Advanced(advanced) => {
-                    self.audit(
-                        AuditRecord::new(AuditEvent::Refreshed, now)
-                            .user(&user.id)
-                            .session(&advanced.id)
-                            .ip(&ctx.ip),
-                    )
-                    .await;
+                    log_audit(&audit);
                     return self.issue(*advanced, user, now);
                 }
                 Advance::Lost => {
@@ -893,18 +892,23 @@ impl Service {
     /// Audit rows are best effort beside the operation they describe: a
     /// failure to write one is logged, not answered.
     async fn audit(&self, record: AuditRecord) {
-        tracing::info!(
-            target: "latchkey::audit",
-            event = %record.event,
-            user_id = record.user_id.as_deref(),
-            session_id = record.session_id.as_deref(),
-            ip = record.ip.as_deref(),
-            detail = record.detail.as_deref(),
-        );
+        log_audit(&record);
         if let Err(e) = self.store.append_audit(&record).await {
             tracing::warn!(error = %e, event = %record.event, "audit row not written");
         }
     }
+}
+
+/// The structured log line of a security event (never a secret).
+fn log_audit(record: &AuditRecord) {
+    tracing::info!(
+        target: "latchkey::audit",
+        event = %record.event,
+        user_id = record.user_id.as_deref(),
+        session_id = record.session_id.as_deref(),
+        ip = record.ip.as_deref(),
+        detail = record.detail.as_deref(),
+    );
 }
 
 fn round_up_secs(d: Duration) -> Duration {

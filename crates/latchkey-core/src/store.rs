@@ -122,12 +122,14 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<SessionWithUser>>;
     /// The refresh compare-and-swap: moves a live session from generation
-    /// `from` to `from + 1`, stamping `rotated_at` and `last_used_at` with `now`.
+    /// `from` to `from + 1`, stamping `rotated_at` and `last_used_at` with
+    /// `now`, and appends `audit` in the same transaction when it wins.
     async fn advance_generation(
         &self,
         id: &str,
         from: u64,
         now: OffsetDateTime,
+        audit: &AuditRecord,
     ) -> StoreResult<Advance>;
     /// Revokes live sessions; answers how many were live.
     async fn revoke_sessions(

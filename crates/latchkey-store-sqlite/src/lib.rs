@@ -361,6 +361,22 @@ fn generation_param(generation: u64) -> rusqlite::Result<i64> {
         .map_err(|_| rusqlite::Error::ToSqlConversionFailure("generation out of range".into()))
 }
 
+fn insert_audit(conn: &Connection, r: &AuditRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_log (at, event, user_id, session_id, ip, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        ms(r.at),
+        r.event,
+        r.user_id,
+        r.session_id,
+        r.ip,
+        r.detail
+    ])?;
+    Ok(())
+}
+
 /// Owned form of [`RevokeScope`], to move into the writer.
 enum Revoke {
     One(String),
@@ -568,8 +584,9 @@ impl Store for SqliteStore {
         id: &str,
         from: u64,
         now: OffsetDateTime,
+        audit: &AuditRecord,
     ) -> StoreResult<Advance> {
-        let id = id.to_owned();
+        let (id, audit) = (id.to_owned(), audit.clone());
         self.write(move |conn| {
             let row = conn
                 .prepare_cached(
@@ -579,7 +596,10 @@ impl Store for SqliteStore {
                 .query_row(params![ms(now), id, generation_param(from)?], session_of)
                 .optional()?;
             Ok(match row {
-                Some(session) => Advance::Advanced(Box::new(session)),
+                Some(session) => {
+                    insert_audit(conn, &audit)?;
+                    Advance::Advanced(Box::new(session))
+                }
                 None => Advance::Lost,
             })
         })
@@ -727,23 +747,8 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
-        let r = record.clone();
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO audit_log (at, event, user_id, session_id, ip, detail) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                ms(r.at),
-                r.event,
-                r.user_id,
-                r.session_id,
-                r.ip,
-                r.detail
-            ])?;
-            Ok(())
-        })
-        .await
+        let record = record.clone();
+        self.write(move |conn| insert_audit(conn, &record)).await
     }
 
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditRecord>> {

@@ -448,6 +448,11 @@ pub async fn session_with_user_joins_its_user(store: Arc<dyn Store>) {
 }
 
 /// The compare-and-swap moves only from the current generation, once.
+/// The audit row a refresh commits with its compare-and-swap.
+fn refreshed(now: OffsetDateTime) -> AuditRecord {
+    AuditRecord::new(AuditEvent::Refreshed, now).detail("test")
+}
+
 pub async fn advance_generation_moves_once(store: Arc<dyn Store>) {
     let alice = add_user(&*store, "alice", 0).await;
     // Not at 0, so a store that resets or ignores the generation shows.
@@ -464,18 +469,27 @@ pub async fn advance_generation_moves_once(store: Arc<dyn Store>) {
         ..s.clone()
     };
     assert_eq!(
-        store.advance_generation(&s.id, 3, at(60)).await.unwrap(),
+        store
+            .advance_generation(&s.id, 3, at(60), &refreshed(at(60)))
+            .await
+            .unwrap(),
         Advance::Advanced(Box::new(moved.clone()))
     );
     assert_eq!(stored(&*store, &s.id).await, moved);
 
     // The old generation again, and one not reached yet: both lose, nothing moves.
     assert_eq!(
-        store.advance_generation(&s.id, 3, at(61)).await.unwrap(),
+        store
+            .advance_generation(&s.id, 3, at(61), &refreshed(at(61)))
+            .await
+            .unwrap(),
         Advance::Lost
     );
     assert_eq!(
-        store.advance_generation(&s.id, 5, at(62)).await.unwrap(),
+        store
+            .advance_generation(&s.id, 5, at(62), &refreshed(at(62)))
+            .await
+            .unwrap(),
         Advance::Lost
     );
     assert_eq!(stored(&*store, &s.id).await, moved);
@@ -487,14 +501,20 @@ pub async fn advance_generation_moves_once(store: Arc<dyn Store>) {
         ..s.clone()
     };
     assert_eq!(
-        store.advance_generation(&s.id, 4, at(70)).await.unwrap(),
+        store
+            .advance_generation(&s.id, 4, at(70), &refreshed(at(70)))
+            .await
+            .unwrap(),
         Advance::Advanced(Box::new(again.clone()))
     );
     assert_eq!(stored(&*store, &s.id).await, again);
+    // Each win committed its audit row with it; the losses wrote none.
+    let rows = store.recent_audit(10).await.unwrap();
+    assert_eq!(rows, [refreshed(at(70)), refreshed(at(60))]);
 
     assert_eq!(
         store
-            .advance_generation(&new_id(), 0, at(80))
+            .advance_generation(&new_id(), 0, at(80), &refreshed(at(80)))
             .await
             .unwrap(),
         Advance::Lost
@@ -510,7 +530,10 @@ pub async fn advance_generation_on_revoked_is_lost(store: Arc<dyn Store>) {
         .unwrap();
 
     assert_eq!(
-        store.advance_generation(&s.id, 0, at(30)).await.unwrap(),
+        store
+            .advance_generation(&s.id, 0, at(30), &refreshed(at(30)))
+            .await
+            .unwrap(),
         Advance::Lost
     );
     assert_eq!(stored(&*store, &s.id).await, revoked(&s, at(20), "logout"));
@@ -533,7 +556,10 @@ pub async fn concurrent_advances_have_one_winner(store: Arc<dyn Store>) {
                 let now = at(1000 * (round as i64 + 1) + i as i64);
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    store.advance_generation(&id, round, now).await.unwrap()
+                    store
+                        .advance_generation(&id, round, now, &refreshed(now))
+                        .await
+                        .unwrap()
                 })
             })
             .collect();
