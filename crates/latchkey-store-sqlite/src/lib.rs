@@ -227,10 +227,10 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT op").map_err(unavailable)?;
+    run(conn, "SAVEPOINT op").map_err(unavailable)?;
     match f(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE op").map_err(unavailable)?;
+            run(conn, "RELEASE op").map_err(unavailable)?;
             Ok(value)
         }
         Err(e) => {
@@ -238,6 +238,11 @@ fn in_savepoint<T>(
             Err(unavailable(e))
         }
     }
+}
+
+/// A statement without parameters, prepared once per connection.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>, max_batch: usize) {
@@ -249,7 +254,7 @@ fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>, max_batch: usize) 
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
             tracing::warn!(error = %e, "SQLite: cannot begin a write transaction");
             // Dropping the jobs drops their answer channels: each caller
             // sees the store as unavailable.
@@ -257,7 +262,7 @@ fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>, max_batch: usize) 
             continue;
         }
         let replies: Vec<Reply> = batch.into_iter().map(|job| job(conn)).collect();
-        let committed = conn.execute_batch("COMMIT").map_err(unavailable);
+        let committed = run(conn, "COMMIT").map_err(unavailable);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -285,11 +290,21 @@ fn opt_time_of(row: &Row<'_>, col: &str) -> rusqlite::Result<Option<OffsetDateTi
         .map(|v| v.map(from_unix_millis))
 }
 
-const USER_COLS: &str = "u.id AS u_id, u.username, u.username_key, u.password_hash, \
-    u.created_at AS u_created_at, u.disabled_at";
-const SESSION_COLS: &str = "s.id, s.user_id, s.client_id, s.scope, s.salt, s.generation, \
-    s.rotated_at, s.created_at, s.last_used_at, s.absolute_expires_at, s.revoked_at, \
-    s.revoked_reason, s.user_agent, s.ip";
+// Column lists as macros, so that queries are `&'static str` built by
+// `concat!` (no formatting on the hot path).
+macro_rules! user_cols {
+    () => {
+        "u.id AS u_id, u.username, u.username_key, u.password_hash, \
+         u.created_at AS u_created_at, u.disabled_at"
+    };
+}
+macro_rules! session_cols {
+    () => {
+        "s.id, s.user_id, s.client_id, s.scope, s.salt, s.generation, s.rotated_at, \
+         s.created_at, s.last_used_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
+         s.user_agent, s.ip"
+    };
+}
 
 fn user_of(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
@@ -452,8 +467,10 @@ impl Store for SqliteStore {
     async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<UserRecord>> {
         let key = username_key.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {USER_COLS} FROM users u WHERE u.username_key = ?1"
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM users u WHERE u.username_key = ?1"
             ))?
             .query_row([key], user_of)
             .optional()
@@ -464,17 +481,23 @@ impl Store for SqliteStore {
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = ?1"))?
-                .query_row([id], user_of)
-                .optional()
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM users u WHERE u.id = ?1"
+            ))?
+            .query_row([id], user_of)
+            .optional()
         })
         .await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {USER_COLS} FROM users u ORDER BY u.created_at, u.id"
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM users u ORDER BY u.created_at, u.id"
             ))?
             .query_map([], user_of)?
             .collect()
@@ -557,8 +580,10 @@ impl Store for SqliteStore {
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {SESSION_COLS} FROM sessions s WHERE s.id = ?1"
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                session_cols!(),
+                " FROM sessions s WHERE s.id = ?1"
             ))?
             .query_row([id], session_of)
             .optional()
@@ -569,11 +594,20 @@ impl Store for SqliteStore {
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<SessionWithUser>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {SESSION_COLS}, {USER_COLS} FROM sessions s JOIN users u ON u.id = s.user_id \
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                session_cols!(),
+                ", ",
+                user_cols!(),
+                " FROM sessions s JOIN users u ON u.id = s.user_id \
                  WHERE s.id = ?1"
             ))?
-            .query_row([id], |row| Ok(SessionWithUser { session: session_of(row)?, user: user_of(row)? }))
+            .query_row([id], |row| {
+                Ok(SessionWithUser {
+                    session: session_of(row)?,
+                    user: user_of(row)?,
+                })
+            })
             .optional()
         })
         .await
@@ -625,8 +659,10 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<SessionRecord>> {
         let user_id = user_id.map(str::to_owned);
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {SESSION_COLS} FROM sessions s WHERE (?1 IS NULL OR s.user_id = ?1) \
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                session_cols!(),
+                " FROM sessions s WHERE (?1 IS NULL OR s.user_id = ?1) \
                  AND s.revoked_at IS NULL AND s.absolute_expires_at > ?2 AND s.last_used_at > ?3 \
                  ORDER BY s.created_at, s.id"
             ))?
