@@ -1,8 +1,7 @@
 //! The session service: every rule of API.md sections 1, 3 and 5 that is
 //! not about HTTP. The HTTP layer and the CLI are two doors into it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use latchkey_proto::{AccessClaims, PublicJwk};
@@ -19,7 +18,7 @@ use crate::refresh::{self, ParsedRefreshToken};
 use crate::store::{
     Advance, RevokeScope, SessionRecord, SessionWithUser, Store, StoreError, UserRecord,
 };
-use crate::tokens::{self, Expectations};
+use crate::tokens::{self, Expectations, VerifiedTokens};
 use crate::validate::{LoginPassword, NewPassword, Username};
 
 /// Who is calling, as far as the rules care.
@@ -59,48 +58,6 @@ pub struct KeyStatus {
 
 const SALT_LEN: usize = 16;
 
-/// Access tokens whose signature and claims already checked out, by the
-/// SHA-256 of the whole token, so a token used on every request is verified
-/// once. Bounded: when full it starts over. Entries are never trusted past
-/// their `exp`, and the session is still checked against the store.
-struct VerifiedTokens {
-    entries: Mutex<HashMap<[u8; 32], AccessClaims>>,
-}
-
-const VERIFIED_TOKENS_MAX: usize = 16_384;
-
-impl VerifiedTokens {
-    fn key(token: &str) -> [u8; 32] {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest.as_ref());
-        key
-    }
-
-    fn get(&self, key: &[u8; 32], now_s: i64) -> Option<AccessClaims> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(key)
-            .filter(|c| c.exp > now_s && c.nbf <= now_s)
-            .cloned()
-    }
-
-    fn insert(&self, key: [u8; 32], claims: AccessClaims) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= VERIFIED_TOKENS_MAX {
-            entries.clear();
-        }
-        entries.insert(key, claims);
-    }
-
-    fn clear(&self) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-}
-
 pub struct Service {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -128,9 +85,7 @@ impl Service {
             refresh_secret,
             master_key,
             ring: RwLock::new(Arc::new(KeyRing::default())),
-            verified: VerifiedTokens {
-                entries: Mutex::new(HashMap::new()),
-            },
+            verified: VerifiedTokens::default(),
         })
     }
 

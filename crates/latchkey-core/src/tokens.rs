@@ -1,7 +1,8 @@
 //! Access tokens: RFC 9068 JWTs, signed with the ring's signing key and
 //! verified with the algorithm pinned from the key named by `kid`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine;
@@ -95,6 +96,49 @@ pub fn verify(
         return Err(ServiceError::InvalidToken("not yet valid"));
     }
     Ok(claims)
+}
+
+/// Access tokens whose signature and claims already checked out, by the
+/// SHA-256 of the whole token, so a token used on every request is verified
+/// once. Bounded: when full it starts over. Entries are never trusted past
+/// their `exp`, and the session is still checked against the store.
+#[derive(Default)]
+pub struct VerifiedTokens {
+    entries: Mutex<HashMap<[u8; 32], AccessClaims>>,
+}
+
+const VERIFIED_TOKENS_MAX: usize = 16_384;
+
+impl VerifiedTokens {
+    pub fn key(token: &str) -> [u8; 32] {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        key
+    }
+
+    pub fn get(&self, key: &[u8; 32], now_s: i64) -> Option<AccessClaims> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|c| c.exp > now_s && c.nbf <= now_s)
+            .cloned()
+    }
+
+    pub fn insert(&self, key: [u8; 32], claims: AccessClaims) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= VERIFIED_TOKENS_MAX {
+            entries.clear();
+        }
+        entries.insert(key, claims);
+    }
+
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
 }
 
 #[cfg(test)]
@@ -256,6 +300,24 @@ mod tests {
         let ring_b = KeyRing::load(vec![foreign], None).unwrap();
         let token = sign(&claims(0), ring_b.signing_key(t(0)).unwrap()).unwrap();
         assert!(verify(&token, &ring_a, &expect(), t(1)).is_err());
+    }
+
+    #[test]
+    fn verified_tokens_are_never_trusted_past_exp_and_stay_bounded() {
+        let cache = VerifiedTokens::default();
+        let c = claims(0);
+        let key = VerifiedTokens::key("token-a");
+        assert_ne!(key, VerifiedTokens::key("token-b"));
+        cache.insert(key, c.clone());
+        assert_eq!(cache.get(&key, c.iat), Some(c.clone()));
+        assert_eq!(cache.get(&key, c.exp), None, "expired");
+        assert_eq!(cache.get(&key, c.nbf - 1), None, "not yet valid");
+        for i in 0..VERIFIED_TOKENS_MAX {
+            cache.insert(VerifiedTokens::key(&i.to_string()), c.clone());
+        }
+        assert!(cache.entries.lock().unwrap().len() <= VERIFIED_TOKENS_MAX);
+        cache.clear();
+        assert_eq!(cache.get(&VerifiedTokens::key("1"), c.iat), None);
     }
 
     #[test]
