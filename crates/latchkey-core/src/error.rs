@@ -36,11 +36,37 @@ pub enum ServiceError {
     Conflict(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// OAuth: the client is unknown, or its authentication failed.
+    #[error("{0}")]
+    InvalidClient(&'static str),
+    /// OAuth: the scope asked for is not the client's to ask.
+    #[error("the requested scope is not allowed for this client")]
+    InvalidScope,
+    /// OAuth: the client may not do this (RFC 6749 §5.2, RFC 7009 §2.1).
+    #[error("{0}")]
+    UnauthorizedClient(&'static str),
+    #[error("unsupported grant_type")]
+    UnsupportedGrantType,
+    /// OAuth: a grant that does not hold (wrong password, bad refresh token).
+    #[error("{0}")]
+    InvalidGrant(&'static str),
 }
 
 impl ServiceError {
     pub fn invalid_request(msg: impl Into<String>) -> Self {
         Self::InvalidRequest(msg.into())
+    }
+}
+
+impl ServiceError {
+    /// The same failure in RFC 6749's words: at the token endpoint a wrong
+    /// password or a bad refresh token is `invalid_grant`.
+    pub fn into_oauth(self) -> Self {
+        match self {
+            Self::InvalidCredentials => Self::InvalidGrant("wrong username or password"),
+            Self::InvalidToken(why) => Self::InvalidGrant(why),
+            other => other,
+        }
     }
 }
 

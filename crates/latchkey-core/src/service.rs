@@ -58,6 +58,10 @@ pub struct KeyStatus {
 
 const SALT_LEN: usize = 16;
 
+mod oauth;
+
+pub use oauth::{ClientAuth, Introspection, NewClient};
+
 pub struct Service {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -365,13 +369,28 @@ impl Service {
         Ok(())
     }
 
-    /// `POST /v1/auth/login` (and the password grant): checks the password
-    /// and opens a session.
+    /// `POST /v1/auth/login`: checks the password and opens a session of
+    /// the `web` client.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         ctx: &RequestContext,
+    ) -> Result<Issued, ServiceError> {
+        let scope = self.policy.default_scope.clone();
+        self.open_session(username, password, ctx, WEB_CLIENT_ID, scope)
+            .await
+    }
+
+    /// Checks the password and opens a session for `client_id` with `scope`
+    /// (the `/v1` login and the password grant).
+    pub(crate) async fn open_session(
+        &self,
+        username: &str,
+        password: &str,
+        ctx: &RequestContext,
+        client_id: &str,
+        scope: String,
     ) -> Result<Issued, ServiceError> {
         let username = Username::parse(username)?;
         let password = LoginPassword::parse(password)?;
@@ -416,8 +435,8 @@ impl Service {
         let session = SessionRecord {
             id: uuid::Uuid::new_v4().to_string(),
             user_id: user.id.clone(),
-            client_id: WEB_CLIENT_ID.to_owned(),
-            scope: self.policy.default_scope.clone(),
+            client_id: client_id.to_owned(),
+            scope,
             salt: random_bytes::<SALT_LEN>()?.to_vec(),
             generation: 0,
             rotated_at: None,
@@ -442,6 +461,17 @@ impl Service {
 
     /// `POST /v1/auth/refresh`: rotation, the grace window and reuse detection.
     pub async fn refresh(&self, token: &str, ctx: &RequestContext) -> Result<Issued, ServiceError> {
+        self.refresh_for(token, ctx, WEB_CLIENT_ID).await
+    }
+
+    /// A refresh by `client_id`: a token of another client's session is
+    /// refused before anything is spent.
+    pub(crate) async fn refresh_for(
+        &self,
+        token: &str,
+        ctx: &RequestContext,
+        client_id: &str,
+    ) -> Result<Issued, ServiceError> {
         const INVALID: ServiceError = ServiceError::InvalidToken("invalid refresh token");
         let presented = ParsedRefreshToken::parse(token).ok_or(INVALID)?;
         let found = self
@@ -452,6 +482,11 @@ impl Service {
         // The MAC first: a forged string never counts as reuse.
         if !presented.is_genuine(&self.refresh_secret, &found.session.salt) {
             return Err(INVALID);
+        }
+        if found.session.client_id != client_id {
+            return Err(ServiceError::InvalidToken(
+                "a refresh token of another client",
+            ));
         }
         let now = self.now();
         self.check_live(&found, now).map_err(|_| INVALID)?;

@@ -80,6 +80,17 @@ pub struct LoginFailures {
     pub window_started_at: OffsetDateTime,
 }
 
+/// An OAuth client registered with `latchkey client add`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub id: String,
+    /// SHA-256 of the client secret; `None` for a public client.
+    pub secret_hash: Option<Vec<u8>>,
+    /// The scopes it may ask for, space-separated.
+    pub scope: String,
+    pub created_at: OffsetDateTime,
+}
+
 /// Which sessions to revoke, all in one statement.
 #[derive(Debug, Clone, Copy)]
 pub enum RevokeScope<'a> {
@@ -174,6 +185,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<LoginFailures>;
     async fn login_failures(&self, key: &str) -> StoreResult<Option<LoginFailures>>;
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+
+    // OAuth clients.
+    /// Fails with `Conflict` when the id is taken.
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>>;
+    /// Ordered by id.
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
+    /// Answers whether there was such a client.
+    async fn remove_client(&self, id: &str) -> StoreResult<bool>;
 
     // Audit log.
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;

@@ -86,6 +86,28 @@ pub enum Commands {
     /// Manage signing keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its secret, once.
+    Add {
+        client_id: String,
+        /// A public client: no secret (it cannot use client_credentials or introspection).
+        #[arg(long)]
+        public: bool,
+        /// The scopes it may ask for, space-separated.
+        #[arg(long, default_value = "")]
+        scope: String,
+    },
+    /// One JSON object a line.
+    List,
+    Remove {
+        client_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::User(cmd) => user(open_service(&config).await?.as_ref(), cmd).await,
         Commands::Session(cmd) => session(open_service(&config).await?.as_ref(), cmd).await,
         Commands::Key(cmd) => key(open_service(&config).await?.as_ref(), cmd).await,
+        Commands::Client(cmd) => client(open_service(&config).await?.as_ref(), cmd).await,
     }
 }
 
@@ -289,6 +312,36 @@ async fn key(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Retire { kid, purge } => {
             print(&key_json(&service.retire_key(&kid, purge).await?))
         }
+    }
+    Ok(())
+}
+
+async fn client(service: &Service, cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Add {
+            client_id,
+            public,
+            scope,
+        } => {
+            let added = service.add_client(&client_id, public, &scope).await?;
+            match added.secret {
+                Some(secret) => {
+                    print(&json!({ "client_id": added.record.id, "client_secret": secret }))
+                }
+                None => print(&json!({ "client_id": added.record.id })),
+            }
+        }
+        ClientCommand::List => {
+            for c in service.list_clients().await? {
+                print(&json!({
+                    "client_id": c.id,
+                    "public": c.secret_hash.is_none(),
+                    "scope": c.scope,
+                    "created_at": rfc3339(c.created_at),
+                }));
+            }
+        }
+        ClientCommand::Remove { client_id } => service.remove_client(&client_id).await?,
     }
     Ok(())
 }

@@ -16,15 +16,18 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::clock::{from_unix_millis, unix_millis};
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::store::{
-    Advance, LoginFailures, RevokeScope, SessionRecord, SessionWithUser, Store, StoreError,
-    StoreResult, UserRecord,
+    Advance, ClientRecord, LoginFailures, RevokeScope, SessionRecord, SessionWithUser, Store,
+    StoreError, StoreResult, UserRecord,
 };
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 /// The schema, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_clients.sql"),
+];
 
 /// How SQLite commits: `Normal` survives a killed process, `Full` also a
 /// power loss, at the price of an fsync per commit.
@@ -374,6 +377,15 @@ fn failures_of(row: &Row<'_>) -> rusqlite::Result<LoginFailures> {
 fn generation_param(generation: u64) -> rusqlite::Result<i64> {
     i64::try_from(generation)
         .map_err(|_| rusqlite::Error::ToSqlConversionFailure("generation out of range".into()))
+}
+
+fn client_of(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
+    Ok(ClientRecord {
+        id: row.get("id")?,
+        secret_hash: row.get("secret_hash")?,
+        scope: row.get("scope")?,
+        created_at: time_of(row, "created_at")?,
+    })
 }
 
 fn insert_audit(conn: &Connection, r: &AuditRecord) -> rusqlite::Result<()> {
@@ -778,6 +790,48 @@ impl Store for SqliteStore {
             conn.prepare_cached("DELETE FROM login_failures WHERE key = ?1")?
                 .execute([key])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        let c = client.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO clients (id, secret_hash, scope, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![c.id, c.secret_hash, c.scope, ms(c.created_at)])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT * FROM clients WHERE id = ?1")?
+                .query_row([id], client_of)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT * FROM clients ORDER BY id")?
+                .query_map([], client_of)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn remove_client(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached("DELETE FROM clients WHERE id = ?1")?
+                .execute([id])?
+                > 0)
         })
         .await
     }

@@ -21,8 +21,8 @@ use latchkey_core::audit::{AuditEvent, AuditRecord};
 use latchkey_core::clock::from_unix_millis;
 use latchkey_core::keys::{self, KeyRecord, SigningAlg};
 use latchkey_core::store::{
-    Advance, LoginFailures, RevokeScope, SessionRecord, SessionWithUser, Store, StoreError,
-    UserRecord,
+    Advance, ClientRecord, LoginFailures, RevokeScope, SessionRecord, SessionWithUser, Store,
+    StoreError, UserRecord,
 };
 use time::OffsetDateTime;
 use tokio::sync::Barrier;
@@ -81,6 +81,7 @@ macro_rules! conformance_suite {
             secret_or_insert_keeps_the_first,
             login_failures_window,
             audit_newest_first,
+            clients_round_trip,
         );
         // Races need real threads to mean anything.
         $crate::conformance_suite!(@tests $make, tokio::test(flavor = "multi_thread", worker_threads = 4);
@@ -979,4 +980,44 @@ pub async fn audit_newest_first(store: Arc<dyn Store>) {
     assert_eq!(store.recent_audit(4).await.unwrap(), newest_first);
     assert_eq!(store.recent_audit(2).await.unwrap(), newest_first[..2]);
     assert_eq!(store.recent_audit(0).await.unwrap(), vec![]);
+}
+
+/// Clients: public and confidential round-trip, ids are unique, listing is
+/// by id, removal answers whether there was one.
+pub async fn clients_round_trip(store: Arc<dyn Store>) {
+    let confidential = ClientRecord {
+        id: "reports".into(),
+        secret_hash: Some(vec![0, 1, 2, 255]),
+        scope: "read write".into(),
+        created_at: at(10),
+    };
+    let public = ClientRecord {
+        id: "mobile".into(),
+        secret_hash: None,
+        scope: String::new(),
+        created_at: at(20),
+    };
+    store.insert_client(&confidential).await.unwrap();
+    store.insert_client(&public).await.unwrap();
+    assert_eq!(
+        store.client("reports").await.unwrap(),
+        Some(confidential.clone())
+    );
+    assert_eq!(store.client("mobile").await.unwrap(), Some(public.clone()));
+    assert_eq!(store.client("nobody").await.unwrap(), None);
+    let again = ClientRecord {
+        scope: "other".into(),
+        ..confidential.clone()
+    };
+    assert!(matches!(
+        store.insert_client(&again).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.list_clients().await.unwrap(),
+        [public.clone(), confidential.clone()]
+    );
+    assert!(store.remove_client("reports").await.unwrap());
+    assert!(!store.remove_client("reports").await.unwrap());
+    assert_eq!(store.list_clients().await.unwrap(), [public]);
 }

@@ -47,6 +47,11 @@ impl ApiError {
                 }
                 S::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
                 S::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+                S::InvalidClient(_) => (StatusCode::UNAUTHORIZED, "invalid_client"),
+                S::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
+                S::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope"),
+                S::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
+                S::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
             },
             Self::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::UnsupportedMediaType(_) => {
@@ -114,6 +119,12 @@ impl IntoResponse for ApiError {
             }
             Self::Service(ServiceError::Unavailable(_)) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::Service(ServiceError::InvalidClient(_)) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="latchkey""#),
+                );
             }
             _ => {}
         }

@@ -9,6 +9,7 @@ pub mod cookies;
 pub mod error;
 mod extract;
 mod meta;
+mod oauth;
 pub mod views;
 
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(account::router())
         .merge(meta::router())
+        .merge(oauth::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .with_state(state)
         .layer(middleware::from_fn(contract_errors))

@@ -438,3 +438,47 @@ fn file_then_environment_then_flags() {
         (1, 1, 1)
     );
 }
+
+#[tokio::test]
+async fn client_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = ok_lines(&latchkey(
+        &dir,
+        &["client", "add", "reports", "--scope", "read write"],
+        None,
+    ));
+    let secret = added[0]["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(added[0]["client_id"], "reports");
+    assert!(secret.len() >= 43, "256 bits");
+    let public = ok_lines(&latchkey(
+        &dir,
+        &["client", "add", "mobile", "--public"],
+        None,
+    ));
+    assert_eq!(public[0], json!({ "client_id": "mobile" }));
+    failed(&latchkey(&dir, &["client", "add", "reports"], None));
+    failed(&latchkey(&dir, &["client", "add", "web"], None));
+    failed(&latchkey(&dir, &["client", "add", "bad id"], None));
+    let listed = ok_lines(&latchkey(&dir, &["client", "list"], None));
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1]["client_id"], "reports");
+    assert_eq!(listed[1]["scope"], "read write");
+    assert_eq!(listed[1]["public"], false);
+    assert!(listed.iter().all(|c| c.get("client_secret").is_none()));
+
+    let server = Server::start(&dir, &[]);
+    let token = |secret: &str| {
+        client()
+            .post(format!("{}/oauth2/token", server.url))
+            .basic_auth("reports", Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    assert_eq!(token(&secret).await.unwrap().status(), StatusCode::OK);
+    ok_lines(&latchkey(&dir, &["client", "remove", "reports"], None));
+    assert_eq!(
+        token(&secret).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    failed(&latchkey(&dir, &["client", "remove", "reports"], None));
+}

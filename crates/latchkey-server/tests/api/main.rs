@@ -8,4 +8,5 @@ mod csrf;
 mod errors;
 mod helpers;
 mod keys;
+mod oauth;
 mod refresh;

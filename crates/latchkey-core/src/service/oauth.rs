@@ -1,0 +1,412 @@
+//! The OAuth 2.0 door into the same rules: clients, the token endpoint's
+//! grants, revocation (RFC 7009) and introspection (RFC 7662).
+
+use std::time::Duration;
+
+use base64::Engine;
+use latchkey_proto::AccessClaims;
+
+use super::{Issued, RequestContext, Service};
+use crate::crypto::{random_bytes, B64};
+use crate::error::ServiceError;
+use crate::policy::WEB_CLIENT_ID;
+use crate::refresh::ParsedRefreshToken;
+use crate::store::{ClientRecord, SessionWithUser, StoreError};
+use crate::tokens::{self, Expectations};
+
+/// The built-in public client of token requests that name none.
+pub const PUBLIC_CLIENT_ID: &str = "public";
+
+const CLIENT_ID_MAX: usize = 128;
+
+/// A client that authenticated (or a public one that named itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    pub id: String,
+    pub confidential: bool,
+    /// The scopes it may ask for, space-separated.
+    pub scope: String,
+}
+
+/// `latchkey client add`'s answer: the secret is shown this once.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub record: ClientRecord,
+    pub secret: Option<String>,
+}
+
+/// An introspection answer (RFC 7662): only `active` when not active.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+}
+
+fn secret_hash(secret: &str) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+/// Every requested scope must be among the allowed ones; none asked: all of them.
+pub fn grant_scope(requested: Option<&str>, allowed: &str) -> Result<String, ServiceError> {
+    let Some(requested) = requested else {
+        return Ok(allowed.split_whitespace().collect::<Vec<_>>().join(" "));
+    };
+    let allowed: Vec<&str> = allowed.split_whitespace().collect();
+    let mut granted: Vec<&str> = Vec::new();
+    for scope in requested.split_whitespace() {
+        if !allowed.contains(&scope) {
+            return Err(ServiceError::InvalidScope);
+        }
+        if !granted.contains(&scope) {
+            granted.push(scope);
+        }
+    }
+    Ok(granted.join(" "))
+}
+
+impl Service {
+    fn public_client(&self, id: &str) -> ClientAuth {
+        ClientAuth {
+            id: id.to_owned(),
+            confidential: false,
+            scope: self.policy.default_scope.clone(),
+        }
+    }
+
+    /// Authenticates a token-endpoint caller: a confidential client by its
+    /// secret (compared as SHA-256, in constant time), a public one by its
+    /// id alone, and a request that names no client as `public`.
+    pub async fn authenticate_client(
+        &self,
+        client_id: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<ClientAuth, ServiceError> {
+        let Some(id) = client_id else {
+            return match secret {
+                None => Ok(self.public_client(PUBLIC_CLIENT_ID)),
+                Some(_) => Err(ServiceError::InvalidClient("a secret without a client_id")),
+            };
+        };
+        if id == WEB_CLIENT_ID || id == PUBLIC_CLIENT_ID {
+            return match secret {
+                None => Ok(self.public_client(id)),
+                Some(_) => Err(ServiceError::InvalidClient("a public client has no secret")),
+            };
+        }
+        let record = self
+            .store
+            .client(id)
+            .await?
+            .ok_or(ServiceError::InvalidClient("unknown client"))?;
+        match (&record.secret_hash, secret) {
+            (None, None) => Ok(ClientAuth {
+                id: record.id,
+                confidential: false,
+                scope: record.scope,
+            }),
+            (None, Some(_)) => Err(ServiceError::InvalidClient("a public client has no secret")),
+            (Some(_), None) => Err(ServiceError::InvalidClient(
+                "client authentication required",
+            )),
+            (Some(stored), Some(given)) => {
+                let ok: bool =
+                    subtle::ConstantTimeEq::ct_eq(stored.as_slice(), secret_hash(given).as_slice())
+                        .into();
+                if ok {
+                    Ok(ClientAuth {
+                        id: record.id,
+                        confidential: true,
+                        scope: record.scope,
+                    })
+                } else {
+                    Err(ServiceError::InvalidClient("client authentication failed"))
+                }
+            }
+        }
+    }
+
+    /// `grant_type=password`: a session like a `/v1` login's, of this client.
+    pub async fn password_grant(
+        &self,
+        client: &ClientAuth,
+        username: &str,
+        password: &str,
+        scope: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Issued, ServiceError> {
+        let scope = grant_scope(scope, &client.scope)?;
+        self.open_session(username, password, ctx, &client.id, scope)
+            .await
+    }
+
+    /// `grant_type=refresh_token`: the same rotation, grace and reuse rules
+    /// as `/v1`. A narrower `scope` may not be asked: the session keeps its own.
+    pub async fn refresh_grant(
+        &self,
+        client: &ClientAuth,
+        refresh_token: &str,
+        scope: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Issued, ServiceError> {
+        let issued = self.refresh_for(refresh_token, ctx, &client.id).await?;
+        if let Some(asked) = scope {
+            // Checked after: the token is spent either way, as a retry would be.
+            grant_scope(Some(asked), &issued.session.scope)?;
+        }
+        Ok(issued)
+    }
+
+    /// `grant_type=client_credentials`: an access token whose subject is
+    /// the client itself, no session, no refresh token.
+    pub async fn client_credentials_grant(
+        &self,
+        client: &ClientAuth,
+        scope: Option<&str>,
+    ) -> Result<(String, Duration, String), ServiceError> {
+        if !client.confidential {
+            return Err(ServiceError::InvalidClient(
+                "client_credentials needs a confidential client",
+            ));
+        }
+        let scope = grant_scope(scope, &client.scope)?;
+        let now = self.now();
+        let iat = now.unix_timestamp();
+        let ttl = self.policy.access_ttl;
+        let claims = AccessClaims {
+            iss: self.policy.issuer.clone(),
+            sub: client.id.clone(),
+            aud: self.policy.audience.clone(),
+            exp: iat + ttl.as_secs() as i64,
+            iat,
+            nbf: iat,
+            jti: uuid::Uuid::new_v4().to_string(),
+            sid: None,
+            client_id: client.id.clone(),
+            scope: scope.clone(),
+        };
+        let ring = self.ring();
+        let key = ring
+            .signing_key(now)
+            .ok_or_else(|| ServiceError::Internal("no signing key".into()))?;
+        Ok((tokens::sign(&claims, key)?, ttl, scope))
+    }
+
+    fn expectations(&self) -> Expectations<'_> {
+        Expectations {
+            issuer: &self.policy.issuer,
+            audience: &self.policy.audience,
+            access_ttl: self.policy.access_ttl,
+            leeway: Duration::ZERO,
+        }
+    }
+
+    /// The session a genuine refresh token names, if any.
+    async fn session_of_refresh_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<SessionWithUser>, ServiceError> {
+        let Some(presented) = ParsedRefreshToken::parse(token) else {
+            return Ok(None);
+        };
+        let Some(found) = self.store.session_with_user(&presented.session_id).await? else {
+            return Ok(None);
+        };
+        if !presented.is_genuine(&self.refresh_secret, &found.session.salt) {
+            return Ok(None);
+        }
+        Ok(Some(found))
+    }
+
+    /// RFC 7009: a refresh token revokes its session; so does an access
+    /// token (its session, named by `sid`). Unknown tokens are fine; a token
+    /// of another client is refused and stays alive.
+    pub async fn revoke_token(
+        &self,
+        client: &ClientAuth,
+        token: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), ServiceError> {
+        let target = if let Some(found) = self.session_of_refresh_token(token).await? {
+            Some((
+                found.session.client_id,
+                Some(found.session.id),
+                found.session.user_id,
+            ))
+        } else if let Ok(claims) =
+            tokens::verify(token, &self.ring(), &self.expectations(), self.now())
+        {
+            Some((claims.client_id, claims.sid, claims.sub))
+        } else {
+            None
+        };
+        let Some((owner, sid, user_id)) = target else {
+            return Ok(());
+        };
+        if owner != client.id {
+            return Err(ServiceError::UnauthorizedClient(
+                "this token was issued to another client",
+            ));
+        }
+        if let Some(sid) = sid {
+            self.logout(&sid, &user_id, ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// RFC 7662, for a confidential client: whether a token is live, now.
+    pub async fn introspect(&self, token: &str) -> Result<Introspection, ServiceError> {
+        let now = self.now();
+        let inactive = Introspection::default();
+        if let Some(found) = self.session_of_refresh_token(token).await? {
+            let presented = ParsedRefreshToken::parse(token).map(|p| p.generation);
+            if presented != Some(found.session.generation) || self.check_live(&found, now).is_err()
+            {
+                return Ok(inactive);
+            }
+            let session = &found.session;
+            return Ok(Introspection {
+                active: true,
+                sub: Some(found.user.id.clone()),
+                sid: Some(session.id.clone()),
+                exp: Some(self.session_expires_at(session).unix_timestamp()),
+                iat: Some(
+                    session
+                        .rotated_at
+                        .unwrap_or(session.created_at)
+                        .unix_timestamp(),
+                ),
+                iss: Some(self.policy.issuer.clone()),
+                scope: Some(session.scope.clone()),
+                client_id: Some(session.client_id.clone()),
+                username: Some(found.user.username.clone()),
+                ..inactive
+            });
+        }
+        let Ok(claims) = tokens::verify(token, &self.ring(), &self.expectations(), now) else {
+            return Ok(inactive);
+        };
+        let username = match &claims.sid {
+            Some(sid) => match self.store.session_with_user(sid).await? {
+                Some(found)
+                    if found.user.id == claims.sub && self.check_live(&found, now).is_ok() =>
+                {
+                    Some(found.user.username)
+                }
+                _ => return Ok(inactive),
+            },
+            None => {
+                // A client_credentials token lives as long as its client.
+                if self.store.client(&claims.client_id).await?.is_none() {
+                    return Ok(inactive);
+                }
+                None
+            }
+        };
+        Ok(Introspection {
+            active: true,
+            sub: Some(claims.sub),
+            sid: claims.sid,
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            iss: Some(claims.iss),
+            aud: Some(claims.aud),
+            scope: Some(claims.scope),
+            client_id: Some(claims.client_id),
+            username,
+            token_type: Some("Bearer".into()),
+        })
+    }
+
+    /// `latchkey client add`: a confidential client gets a 256-bit secret,
+    /// shown once and stored as its SHA-256.
+    pub async fn add_client(
+        &self,
+        id: &str,
+        public: bool,
+        scope: &str,
+    ) -> Result<NewClient, ServiceError> {
+        let valid = !id.is_empty()
+            && id.len() <= CLIENT_ID_MAX
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !valid {
+            return Err(ServiceError::invalid_request(
+                "a client id is 1 to 128 characters of letters, digits, '.', '_' and '-'",
+            ));
+        }
+        if id == WEB_CLIENT_ID || id == PUBLIC_CLIENT_ID {
+            return Err(ServiceError::Conflict(format!("{id} is a built-in client")));
+        }
+        let secret = (!public)
+            .then(|| random_bytes::<32>().map(|b| B64.encode(b)))
+            .transpose()?;
+        let record = ClientRecord {
+            id: id.to_owned(),
+            secret_hash: secret.as_deref().map(secret_hash),
+            scope: scope.split_whitespace().collect::<Vec<_>>().join(" "),
+            created_at: self.now(),
+        };
+        match self.store.insert_client(&record).await {
+            Err(StoreError::Conflict(_)) => {
+                Err(ServiceError::Conflict(format!("client {id} exists")))
+            }
+            other => other.map_err(Into::into),
+        }?;
+        Ok(NewClient { record, secret })
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, ServiceError> {
+        Ok(self.store.list_clients().await?)
+    }
+
+    pub async fn remove_client(&self, id: &str) -> Result<(), ServiceError> {
+        if self.store.remove_client(id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!("no client {id}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_must_lie_within_the_allowed() {
+        assert_eq!(grant_scope(None, " a  b ").unwrap(), "a b");
+        assert_eq!(grant_scope(Some("b"), "a b").unwrap(), "b");
+        assert_eq!(grant_scope(Some("b b a"), "a b").unwrap(), "b a");
+        assert_eq!(grant_scope(Some(""), "a b").unwrap(), "");
+        assert!(matches!(
+            grant_scope(Some("c"), "a b"),
+            Err(ServiceError::InvalidScope)
+        ));
+        assert!(matches!(
+            grant_scope(Some("a"), ""),
+            Err(ServiceError::InvalidScope)
+        ));
+    }
+}

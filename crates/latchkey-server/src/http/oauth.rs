@@ -1,0 +1,250 @@
+//! The OAuth 2.0 endpoints: token (RFC 6749), revocation (RFC 7009),
+//! introspection (RFC 7662) and the authorization server's metadata
+//! (RFC 8414). A second door into the same service as `/v1`.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use latchkey_core::service::ClientAuth;
+use latchkey_core::ServiceError;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::Context;
+use super::{no_store, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/oauth2/token", post(token))
+        .route("/oauth2/revoke", post(revoke))
+        .route("/oauth2/introspect", post(introspect))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+}
+
+/// A form body whose parameters each appear at most once (RFC 6749 §3.2).
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, ApiError> {
+        self.get(name)
+            .ok_or_else(|| ApiError::bad_request(format!("the {name} parameter is required")))
+    }
+}
+
+fn form(body: Result<Form<Vec<(String, String)>>, FormRejection>) -> Result<Params, ApiError> {
+    let Form(pairs) = body.map_err(|e| match e {
+        FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedMediaType(
+            "the body must be application/x-www-form-urlencoded".into(),
+        ),
+        FormRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge
+        }
+        other => ApiError::bad_request(other.body_text()),
+    })?;
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(n, _)| n == name) {
+            return Err(ApiError::bad_request(format!(
+                "the {name} parameter appears twice"
+            )));
+        }
+    }
+    Ok(Params(pairs))
+}
+
+/// The client's credentials from HTTP Basic or the body
+/// (`client_secret_post`), never both.
+fn client_credentials(
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, creds)| creds.trim());
+    let from_body = (params.get("client_id"), params.get("client_secret"));
+    match basic {
+        Some(encoded) => {
+            if from_body.1.is_some() {
+                return Err(ApiError::bad_request(
+                    "use one client authentication method, not two",
+                ));
+            }
+            let invalid = || {
+                ApiError::Service(ServiceError::InvalidClient(
+                    "malformed HTTP Basic credentials",
+                ))
+            };
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| invalid())?;
+            let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
+            let (id, secret) = decoded.split_once(':').ok_or_else(invalid)?;
+            // RFC 6749 §2.3.1: both are form-urlencoded before Basic encoding.
+            let unescape = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8()
+                    .map(|c| c.into_owned())
+                    .map_err(|_| invalid())
+            };
+            let (id, secret) = (unescape(id)?, unescape(secret)?);
+            if from_body.0.is_some_and(|body_id| body_id != id) {
+                return Err(ApiError::bad_request(
+                    "client_id differs from the Basic credentials",
+                ));
+            }
+            Ok((Some(id), Some(secret).filter(|s| !s.is_empty())))
+        }
+        None => Ok((
+            from_body.0.map(str::to_owned),
+            from_body.1.map(str::to_owned),
+        )),
+    }
+}
+
+async fn client(
+    app: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<ClientAuth, ApiError> {
+    let (id, secret) = client_credentials(headers, params)?;
+    Ok(app
+        .service
+        .authenticate_client(id.as_deref(), secret.as_deref())
+        .await?)
+}
+
+fn oauth(e: ServiceError) -> ApiError {
+    ApiError::Service(e.into_oauth())
+}
+
+fn uncached(mut response: Response) -> Response {
+    no_store(&mut response);
+    response
+}
+
+async fn token(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Context(ctx): Context,
+    body: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let result = async {
+        let params = form(body)?;
+        let client = client(&app, &headers, &params).await?;
+        let scope = params.get("scope");
+        let service = &app.service;
+        let body = match params.required("grant_type")? {
+            "password" => {
+                let (username, password) =
+                    (params.required("username")?, params.required("password")?);
+                let issued = service
+                    .password_grant(&client, username, password, scope, &ctx)
+                    .await
+                    .map_err(oauth)?;
+                json!({
+                    "access_token": issued.access_token,
+                    "token_type": "Bearer",
+                    "expires_in": issued.expires_in.as_secs(),
+                    "refresh_token": issued.refresh_token,
+                    "scope": issued.session.scope,
+                })
+            }
+            "refresh_token" => {
+                let token = params.required("refresh_token")?;
+                let issued = service
+                    .refresh_grant(&client, token, scope, &ctx)
+                    .await
+                    .map_err(oauth)?;
+                json!({
+                    "access_token": issued.access_token,
+                    "token_type": "Bearer",
+                    "expires_in": issued.expires_in.as_secs(),
+                    "refresh_token": issued.refresh_token,
+                    "scope": issued.session.scope,
+                })
+            }
+            "client_credentials" => {
+                let (access_token, ttl, scope) = service
+                    .client_credentials_grant(&client, scope)
+                    .await
+                    .map_err(oauth)?;
+                json!({
+                    "access_token": access_token,
+                    "token_type": "Bearer",
+                    "expires_in": ttl.as_secs(),
+                    "scope": scope,
+                })
+            }
+            _ => return Err(ApiError::Service(ServiceError::UnsupportedGrantType)),
+        };
+        Ok::<_, ApiError>(Json(body).into_response())
+    }
+    .await;
+    uncached(result.unwrap_or_else(IntoResponse::into_response))
+}
+
+async fn revoke(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Context(ctx): Context,
+    body: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let params = form(body)?;
+    let client = client(&app, &headers, &params).await?;
+    let token = params.required("token")?;
+    app.service
+        .revoke_token(&client, token, &ctx)
+        .await
+        .map_err(oauth)?;
+    Ok(uncached(StatusCode::OK.into_response()))
+}
+
+async fn introspect(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let params = form(body)?;
+    let client = client(&app, &headers, &params).await?;
+    if !client.confidential {
+        return Err(ApiError::Service(ServiceError::InvalidClient(
+            "introspection is for confidential clients",
+        )));
+    }
+    let token = params.required("token")?;
+    let answer = app.service.introspect(token).await?;
+    Ok(uncached(Json(answer).into_response()))
+}
+
+async fn metadata(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let issuer = &app.service.policy().issuer;
+    Json(json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": [app.service.policy().signing_alg.as_str()],
+        "id_token_signing_alg_values_supported": [],
+        "access_token_signing_alg_values_supported": [app.service.policy().signing_alg.as_str()],
+    }))
+}
