@@ -22,6 +22,8 @@ pub struct Policy {
     /// Concurrent Argon2 computations plus those allowed to wait; beyond it
     /// logins answer 503 at once.
     pub password_queue: usize,
+    /// How long audit rows are kept before the prune job removes them.
+    pub audit_retention: Duration,
 }
 
 /// How often a running server reloads keys from the store.
@@ -47,7 +49,8 @@ impl Policy {
             login_max_failures: 10,
             login_window: Duration::from_secs(15 * 60),
             jwks_max_age: Duration::from_secs(5 * 60),
-            password_queue: 64,
+            password_queue: 32,
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

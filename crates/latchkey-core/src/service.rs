@@ -16,7 +16,8 @@ use crate::password::PasswordHasher;
 use crate::policy::{Policy, KEY_PICKUP_INTERVAL, WEB_CLIENT_ID};
 use crate::refresh::{self, ParsedRefreshToken};
 use crate::store::{
-    Advance, RevokeScope, SessionRecord, SessionWithUser, Store, StoreError, UserRecord,
+    Advance, PruneCutoffs, Pruned, RevokeScope, SessionRecord, SessionWithUser, Store, StoreError,
+    UserRecord,
 };
 use crate::tokens::{self, Expectations, VerifiedTokens};
 use crate::validate::{LoginPassword, NewPassword, Username};
@@ -877,6 +878,19 @@ impl Service {
         )
         .await;
         Ok(n)
+    }
+
+    /// Removes dead sessions, finished login-limit windows and audit rows
+    /// past their retention.
+    pub async fn prune(&self) -> Result<Pruned, ServiceError> {
+        let now = self.now();
+        let cutoffs = PruneCutoffs {
+            now,
+            idle_before: now - self.policy.refresh_ttl,
+            failures_before: now - self.policy.login_window,
+            audit_before: now - self.policy.audit_retention,
+        };
+        Ok(self.store.prune(cutoffs).await?)
     }
 
     /// Audit rows are best effort beside the operation they describe: a

@@ -91,6 +91,26 @@ pub struct ClientRecord {
     pub created_at: OffsetDateTime,
 }
 
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub sessions: u64,
+    pub login_failures: u64,
+    pub audit_rows: u64,
+}
+
+/// What a prune may remove: sessions revoked, absolutely expired
+/// (`absolute_expires_at <= now`) or idle (`last_used_at <= idle_before`);
+/// login-failure windows that started at or before `failures_before`;
+/// audit rows at or before `audit_before`.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneCutoffs {
+    pub now: OffsetDateTime,
+    pub idle_before: OffsetDateTime,
+    pub failures_before: OffsetDateTime,
+    pub audit_before: OffsetDateTime,
+}
+
 /// Which sessions to revoke, all in one statement.
 #[derive(Debug, Clone, Copy)]
 pub enum RevokeScope<'a> {
@@ -194,6 +214,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
     /// Answers whether there was such a client.
     async fn remove_client(&self, id: &str) -> StoreResult<bool>;
+
+    /// Deletes what can no longer matter, so the store does not grow without end.
+    async fn prune(&self, cutoffs: PruneCutoffs) -> StoreResult<Pruned>;
 
     // Audit log.
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;

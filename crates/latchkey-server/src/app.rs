@@ -105,6 +105,7 @@ fn policy(config: &Config, issuer: String) -> Policy {
         login_window: config.login_window,
         jwks_max_age: config.jwks_max_age,
         password_queue: config.password_queue,
+        audit_retention: config.audit_retention,
     }
 }
 
@@ -131,6 +132,7 @@ pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
     state: AppState,
+    prune_interval: Duration,
 }
 
 impl Application {
@@ -164,6 +166,7 @@ impl Application {
                 service,
                 http: Arc::new(http),
             },
+            prune_interval: config.prune_interval,
         })
     }
 
@@ -192,6 +195,24 @@ impl Application {
                 }
             }
         });
+        let service = self.state.service.clone();
+        let prune_interval = self.prune_interval;
+        let pruner = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(prune_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match service.prune().await {
+                    Ok(p) => tracing::debug!(
+                        sessions = p.sessions,
+                        audit_rows = p.audit_rows,
+                        login_failures = p.login_failures,
+                        "pruned"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "prune failed"),
+                }
+            }
+        });
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
@@ -207,6 +228,7 @@ impl Application {
             () = forced => tracing::warn!("requests still in flight after 10 s: stopping anyway"),
         }
         reloader.abort();
+        pruner.abort();
         Ok(())
     }
 }

@@ -37,6 +37,8 @@ pub const SETTINGS: &[&str] = &[
     "log_format",
     "sqlite_synchronous",
     "password_queue",
+    "prune_interval",
+    "audit_retention",
 ];
 
 /// A setting that could not be used.
@@ -155,6 +157,9 @@ pub struct Config {
     /// SQLite `synchronous=FULL` instead of `NORMAL`.
     pub sqlite_synchronous_full: bool,
     pub password_queue: usize,
+    /// How often dead sessions and old audit rows are deleted.
+    pub prune_interval: Duration,
+    pub audit_retention: Duration,
 }
 
 impl Config {
@@ -163,6 +168,13 @@ impl Config {
         let get = |name: &str| raw.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
         let duration = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
             get(name).map_or(Ok(default), |v| parse_duration(v).map_err(|m| bad(name, m)))
+        };
+        let positive = |name: &str, d: Duration| -> Result<Duration, ConfigError> {
+            if d.is_zero() {
+                Err(bad(name, "must be more than 0"))
+            } else {
+                Ok(d)
+            }
         };
         let boolean = |name: &str, default: bool| -> Result<bool, ConfigError> {
             get(name).map_or(Ok(default), |v| parse_bool(v).map_err(|m| bad(name, m)))
@@ -303,6 +315,11 @@ impl Config {
             log_format,
             sqlite_synchronous_full,
             password_queue,
+            prune_interval: positive(
+                "prune_interval",
+                duration("prune_interval", Duration::from_secs(3600))?,
+            )?,
+            audit_retention: duration("audit_retention", Duration::from_secs(90 * 24 * 3600))?,
         })
     }
 

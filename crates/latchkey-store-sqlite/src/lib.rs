@@ -16,8 +16,8 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::clock::{from_unix_millis, unix_millis};
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::store::{
-    Advance, ClientRecord, LoginFailures, RevokeScope, SessionRecord, SessionWithUser, Store,
-    StoreError, StoreResult, UserRecord,
+    Advance, ClientRecord, LoginFailures, PruneCutoffs, Pruned, RevokeScope, SessionRecord,
+    SessionWithUser, Store, StoreError, StoreResult, UserRecord,
 };
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
 use time::OffsetDateTime;
@@ -832,6 +832,29 @@ impl Store for SqliteStore {
                 .prepare_cached("DELETE FROM clients WHERE id = ?1")?
                 .execute([id])?
                 > 0)
+        })
+        .await
+    }
+
+    async fn prune(&self, c: PruneCutoffs) -> StoreResult<Pruned> {
+        self.write(move |conn| {
+            let sessions = conn
+                .prepare_cached(
+                    "DELETE FROM sessions WHERE revoked_at IS NOT NULL \
+                     OR absolute_expires_at <= ?1 OR last_used_at <= ?2",
+                )?
+                .execute(params![ms(c.now), ms(c.idle_before)])? as u64;
+            let login_failures = conn
+                .prepare_cached("DELETE FROM login_failures WHERE window_started_at <= ?1")?
+                .execute([ms(c.failures_before)])? as u64;
+            let audit_rows = conn
+                .prepare_cached("DELETE FROM audit_log WHERE at <= ?1")?
+                .execute([ms(c.audit_before)])? as u64;
+            Ok(Pruned {
+                sessions,
+                login_failures,
+                audit_rows,
+            })
         })
         .await
     }

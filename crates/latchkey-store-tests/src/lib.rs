@@ -21,8 +21,8 @@ use latchkey_core::audit::{AuditEvent, AuditRecord};
 use latchkey_core::clock::from_unix_millis;
 use latchkey_core::keys::{self, KeyRecord, SigningAlg};
 use latchkey_core::store::{
-    Advance, ClientRecord, LoginFailures, RevokeScope, SessionRecord, SessionWithUser, Store,
-    StoreError, UserRecord,
+    Advance, ClientRecord, LoginFailures, PruneCutoffs, Pruned, RevokeScope, SessionRecord,
+    SessionWithUser, Store, StoreError, UserRecord,
 };
 use time::OffsetDateTime;
 use tokio::sync::Barrier;
@@ -82,6 +82,7 @@ macro_rules! conformance_suite {
             login_failures_window,
             audit_newest_first,
             clients_round_trip,
+            prune_removes_only_what_cannot_matter,
         );
         // Races need real threads to mean anything.
         $crate::conformance_suite!(@tests $make, tokio::test(flavor = "multi_thread", worker_threads = 4);
@@ -1020,4 +1021,62 @@ pub async fn clients_round_trip(store: Arc<dyn Store>) {
     assert!(store.remove_client("reports").await.unwrap());
     assert!(!store.remove_client("reports").await.unwrap());
     assert_eq!(store.list_clients().await.unwrap(), [public]);
+}
+
+/// Prune deletes revoked, expired and idle sessions, old login-failure
+/// windows and old audit rows, and nothing else.
+pub async fn prune_removes_only_what_cannot_matter(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let live = add_session(&*store, &alice.id, 100 * DAY).await;
+    let idle = add_session(&*store, &alice.id, 10 * DAY).await;
+    let expired = SessionRecord {
+        absolute_expires_at: at(90 * DAY),
+        ..session(&alice.id, 80 * DAY)
+    };
+    store.create_session(&expired).await.unwrap();
+    let gone = add_session(&*store, &alice.id, 100 * DAY).await;
+    store
+        .revoke_sessions(RevokeScope::One(&gone.id), at(100 * DAY + 1), "logout")
+        .await
+        .unwrap();
+    store
+        .record_login_failure("old", at(50 * DAY), at(0))
+        .await
+        .unwrap();
+    store
+        .record_login_failure("new", at(100 * DAY), at(0))
+        .await
+        .unwrap();
+    store
+        .append_audit(&AuditRecord::new(AuditEvent::Logout, at(10 * DAY)))
+        .await
+        .unwrap();
+    let recent = AuditRecord::new(AuditEvent::Logout, at(99 * DAY));
+    store.append_audit(&recent).await.unwrap();
+
+    let cutoffs = PruneCutoffs {
+        now: at(100 * DAY + 10),
+        idle_before: at(93 * DAY),
+        failures_before: at(99 * DAY),
+        audit_before: at(90 * DAY),
+    };
+    let pruned = store.prune(cutoffs).await.unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            sessions: 3,
+            login_failures: 1,
+            audit_rows: 1
+        }
+    );
+    assert_eq!(store.session(&live.id).await.unwrap(), Some(live.clone()));
+    for dead in [&idle, &expired, &gone] {
+        assert_eq!(store.session(&dead.id).await.unwrap(), None);
+    }
+    assert_eq!(store.login_failures("old").await.unwrap(), None);
+    assert!(store.login_failures("new").await.unwrap().is_some());
+    assert_eq!(store.recent_audit(10).await.unwrap(), [recent]);
+    assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(alice));
+    // Nothing left to prune.
+    assert_eq!(store.prune(cutoffs).await.unwrap(), Pruned::default());
 }

@@ -9,4 +9,5 @@ mod errors;
 mod helpers;
 mod keys;
 mod oauth;
+mod operations;
 mod refresh;
