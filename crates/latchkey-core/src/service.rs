@@ -72,6 +72,12 @@ pub struct Service {
     master_key: Option<MasterKey>,
     ring: RwLock<Arc<KeyRing>>,
     verified: VerifiedTokens,
+    events: Option<Arc<dyn EventSink>>,
+}
+
+/// Told of every security event (the audit log's), e.g. to count them.
+pub trait EventSink: Send + Sync + 'static {
+    fn event(&self, event: &str);
 }
 
 impl Service {
@@ -91,7 +97,23 @@ impl Service {
             master_key,
             ring: RwLock::new(Arc::new(KeyRing::default())),
             verified: VerifiedTokens::default(),
+            events: None,
         })
+    }
+
+    /// Reports every security event to `sink` as well.
+    pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
+    /// Live sessions of all users, now.
+    pub async fn count_live_sessions(&self) -> Result<u64, ServiceError> {
+        let now = self.now();
+        Ok(self
+            .store
+            .count_live_sessions(now, now - self.policy.refresh_ttl)
+            .await?)
     }
 
     pub fn policy(&self) -> &Policy {
@@ -504,7 +526,7 @@ impl Service {
                 .await?
             {
                 Advance::Advanced(advanced) => {
-                    log_audit(&audit);
+                    self.log_audit(&audit);
                     return self.issue(*advanced, user, now);
                 }
                 Advance::Lost => {
@@ -893,26 +915,30 @@ impl Service {
         Ok(self.store.prune(cutoffs).await?)
     }
 
+    /// The structured log line of a security event (never a secret), and
+    /// its count.
+    fn log_audit(&self, record: &AuditRecord) {
+        tracing::info!(
+            target: "latchkey::audit",
+            event = %record.event,
+            user_id = record.user_id.as_deref(),
+            session_id = record.session_id.as_deref(),
+            ip = record.ip.as_deref(),
+            detail = record.detail.as_deref(),
+        );
+        if let Some(sink) = &self.events {
+            sink.event(&record.event);
+        }
+    }
+
     /// Audit rows are best effort beside the operation they describe: a
     /// failure to write one is logged, not answered.
     async fn audit(&self, record: AuditRecord) {
-        log_audit(&record);
+        self.log_audit(&record);
         if let Err(e) = self.store.append_audit(&record).await {
             tracing::warn!(error = %e, event = %record.event, "audit row not written");
         }
     }
-}
-
-/// The structured log line of a security event (never a secret).
-fn log_audit(record: &AuditRecord) {
-    tracing::info!(
-        target: "latchkey::audit",
-        event = %record.event,
-        user_id = record.user_id.as_deref(),
-        session_id = record.session_id.as_deref(),
-        ip = record.ip.as_deref(),
-        detail = record.detail.as_deref(),
-    );
 }
 
 fn round_up_secs(d: Duration) -> Duration {

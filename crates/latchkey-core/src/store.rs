@@ -178,6 +178,13 @@ pub trait Store: Send + Sync + 'static {
         idle_since: OffsetDateTime,
     ) -> StoreResult<Vec<SessionRecord>>;
 
+    /// How many sessions [`Store::live_sessions`] would list for all users.
+    async fn count_live_sessions(
+        &self,
+        now: OffsetDateTime,
+        idle_since: OffsetDateTime,
+    ) -> StoreResult<u64>;
+
     // Signing keys.
     async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()>;
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>>;

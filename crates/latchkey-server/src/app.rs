@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::config::{origin_of, Config};
 use crate::http::cookies::CookieSettings;
 use crate::http::{self, AppState, HttpSettings};
+use crate::metrics::Metrics;
 
 /// How long requests in flight may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -114,17 +115,16 @@ pub async fn build_service(
     config: &Config,
     issuer: String,
     clock: Arc<dyn Clock>,
-) -> anyhow::Result<Arc<Service>> {
+) -> anyhow::Result<Service> {
     let store = open_store(config).await?;
     let secret = refresh_secret(config, store.as_ref()).await?;
-    let service = Service::new(
+    Ok(Service::new(
         store,
         clock,
         policy(config, issuer),
         secret,
         config.master_key.clone(),
-    )?;
-    Ok(Arc::new(service))
+    )?)
 }
 
 /// A bound, ready server.
@@ -146,7 +146,12 @@ impl Application {
             Some(list) => list.clone(),
             None => origin_of(&issuer).into_iter().collect(),
         };
-        let service = build_service(config, issuer, clock).await?;
+        let metrics = Arc::new(Metrics::default());
+        let service = Arc::new(
+            build_service(config, issuer, clock)
+                .await?
+                .with_events(metrics.clone()),
+        );
         service.ensure_signing_key().await?;
         let http = HttpSettings {
             cookies: CookieSettings {
@@ -165,6 +170,7 @@ impl Application {
             state: AppState {
                 service,
                 http: Arc::new(http),
+                metrics,
             },
             prune_interval: config.prune_interval,
         })

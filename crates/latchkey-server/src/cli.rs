@@ -200,7 +200,9 @@ async fn open_service(config: &Config) -> anyhow::Result<Arc<Service>> {
         .issuer
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.listen));
-    app::build_service(config, issuer, Arc::new(SystemClock)).await
+    Ok(Arc::new(
+        app::build_service(config, issuer, Arc::new(SystemClock)).await?,
+    ))
 }
 
 fn print(value: &serde_json::Value) {

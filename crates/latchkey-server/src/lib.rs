@@ -5,4 +5,5 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod telemetry;

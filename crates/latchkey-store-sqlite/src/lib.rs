@@ -684,6 +684,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_live_sessions(
+        &self,
+        now: OffsetDateTime,
+        idle_since: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL \
+                 AND absolute_expires_at > ?1 AND last_used_at > ?2",
+            )?
+            .query_row(params![ms(now), ms(idle_since)], |row| row.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+        })
+        .await
+    }
+
     async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()> {
         let k = key.clone();
         self.write(move |conn| {

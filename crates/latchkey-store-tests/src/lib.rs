@@ -736,6 +736,7 @@ pub async fn live_sessions_filter_and_order(store: Arc<dyn Store>) {
     assert_eq!(alices, vec![early.clone(), late.clone()]);
     let everyone = store.live_sessions(None, now, idle_since).await.unwrap();
     assert_eq!(everyone, vec![early, bobs, late]);
+    assert_eq!(store.count_live_sessions(now, idle_since).await.unwrap(), 3);
     let nobody = store
         .live_sessions(Some("no-such-user"), now, idle_since)
         .await

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 async fn jwks(State(app): State<AppState>) -> Response {
@@ -50,4 +51,21 @@ async fn readyz(State(app): State<AppState>) -> Response {
         )))
         .into_response(),
     }
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    // The store's count is best effort: metrics must answer when it is down.
+    let live = tokio::time::timeout(READY_TIMEOUT, app.service.count_live_sessions())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let body = app.metrics.render(live, app.service.password_queue_depth());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }

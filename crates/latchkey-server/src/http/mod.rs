@@ -15,7 +15,7 @@ pub mod views;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,7 @@ use tower_http::trace::TraceLayer;
 
 use self::cookies::CookieSettings;
 use self::error::ApiError;
+use crate::metrics::{Metrics, RequestLabels};
 
 /// Largest request body accepted (API.md section 6).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -44,6 +45,7 @@ pub struct HttpSettings {
 pub struct AppState {
     pub service: Arc<Service>,
     pub http: Arc<HttpSettings>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -65,11 +67,30 @@ pub fn router(state: AppState) -> Router {
         .merge(meta::router())
         .merge(oauth::router())
         .fallback(|| async { ApiError::RouteNotFound })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
         .layer(middleware::from_fn(contract_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors)
         .layer(TraceLayer::new_for_http())
+}
+
+/// Counts and times every routed request by its route pattern.
+async fn observe(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let labels = RequestLabels {
+        route,
+        method,
+        status: response.status().as_u16(),
+    };
+    app.metrics.observe_request(labels, started.elapsed());
+    response
 }
 
 /// Gives the contract's JSON body to the answers axum makes itself (405),

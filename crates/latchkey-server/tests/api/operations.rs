@@ -77,3 +77,65 @@ async fn the_prune_job_deletes_dead_sessions_and_old_audit_rows() {
         reqwest::StatusCode::OK
     );
 }
+
+/// The value of the first exposition line that starts with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_events_and_sessions() {
+    let app = TestApp::spawn().await;
+    let first = app.user_and_login("alice").await;
+    let _other = app.login("alice").await;
+    app.login_raw("alice", "wrong password").await;
+    let second = app.refresh(&first.refresh).await;
+    app.refresh(&second.refresh).await;
+    app.refresh_raw(&first.refresh).await; // a stale copy: the session dies
+    app.client
+        .delete(format!("{}/v1/sessions/{}", app.url, uuid::Uuid::new_v4()))
+        .bearer_auth(&_other.access)
+        .send()
+        .await
+        .unwrap();
+
+    let r = app.get("/metrics").send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("text"));
+    let text = r.text().await.unwrap();
+    let requests = |route: &str, method: &str, status: u16| {
+        sample(&text, &format!("latchkey_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}}"))
+    };
+    assert_eq!(requests("/v1/auth/login", "POST", 200), Some(2.0), "{text}");
+    assert_eq!(requests("/v1/auth/login", "POST", 401), Some(1.0));
+    assert_eq!(requests("/v1/auth/refresh", "POST", 200), Some(2.0));
+    assert_eq!(requests("/v1/auth/refresh", "POST", 401), Some(1.0));
+    assert_eq!(
+        requests("/v1/sessions/{sid}", "DELETE", 404),
+        Some(1.0),
+        "route patterns, not raw paths"
+    );
+    assert!(text.contains("latchkey_http_request_duration_seconds_bucket{"));
+    let event = |name: &str| {
+        sample(
+            &text,
+            &format!("latchkey_security_events_total{{event=\"{name}\"}}"),
+        )
+    };
+    assert_eq!(event("login_succeeded"), Some(2.0));
+    assert_eq!(event("login_failed"), Some(1.0));
+    assert_eq!(event("refreshed"), Some(2.0));
+    assert_eq!(event("reuse_detected_stale_copy"), Some(1.0));
+    assert_eq!(
+        sample(&text, "latchkey_live_sessions"),
+        Some(1.0),
+        "one of two sessions died"
+    );
+    assert_eq!(sample(&text, "latchkey_password_queue_depth"), Some(0.0));
+}
