@@ -23,7 +23,8 @@ use axum::Router;
 use ipnet::IpNet;
 use latchkey_core::Service;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use self::cookies::CookieSettings;
 use self::error::ApiError;
@@ -72,7 +73,32 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(contract_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors)
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_failure(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+static REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// One log line per request: its id, method and route pattern. Never the
+/// raw URI, headers or body, where a token or a password could be.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", request_id, method = %request.method(), route)
 }
 
 /// Counts and times every routed request by its route pattern.

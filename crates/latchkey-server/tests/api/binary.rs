@@ -74,6 +74,10 @@ struct Server {
 
 impl Server {
     fn start(dir: &TempDir, args: &[&str]) -> Self {
+        Self::start_logging(dir, args, Stdio::null())
+    }
+
+    fn start_logging(dir: &TempDir, args: &[&str], stderr: impl Into<Stdio>) -> Self {
         let mut cmd = command(dir.path());
         cmd.args([
             "serve",
@@ -84,7 +88,7 @@ impl Server {
         ])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
@@ -481,4 +485,59 @@ async fn client_commands() {
         StatusCode::UNAUTHORIZED
     );
     failed(&latchkey(&dir, &["client", "remove", "reports"], None));
+}
+
+#[tokio::test]
+async fn json_logs_carry_a_request_id_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+    let mut server = Server::start_logging(&dir, &["--log-format", "json"], log);
+    register(&server.url, "grace").await;
+    let pair = login(&server.url, "grace").await;
+    let r = client()
+        .get(format!("{}/v1/me?access_token={}", server.url, pair.access))
+        .bearer_auth(&pair.access)
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-me-42");
+    let r = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !r.headers()["x-request-id"].is_empty(),
+        "one is made when none comes"
+    );
+    server.signal("TERM");
+    tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
+
+    let text = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    // The line each request ends with (audit lines inside its span carry its id too).
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["name"] == "request" && l["fields"]["status"].is_number())
+        .collect();
+    assert!(requests.len() >= 4, "one line per request: {text}");
+    assert!(requests
+        .iter()
+        .any(|l| l["span"]["request_id"] == "trace-me-42" && l["span"]["route"] == "/v1/me"));
+    assert!(lines
+        .iter()
+        .any(|l| l["fields"]["event"] == "login_succeeded"
+            && l["span"]["route"] == "/v1/auth/login"
+            && l["span"]["request_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())));
+    for secret in [PASSWORD, pair.access.as_str(), pair.refresh.as_str()] {
+        assert!(!text.contains(secret), "a secret reached the log");
+    }
 }
