@@ -61,7 +61,7 @@ const SALT_LEN: usize = 16;
 
 mod oauth;
 
-pub use oauth::{ClientAuth, Introspection, NewClient};
+pub use oauth::{ClientAuth, NewClient};
 
 pub struct Service {
     store: Arc<dyn Store>,

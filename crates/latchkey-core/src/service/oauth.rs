@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use latchkey_proto::AccessClaims;
+use latchkey_proto::{AccessClaims, Introspection};
 
 use super::{Issued, RequestContext, Service};
 use crate::crypto::{random_bytes, B64};
@@ -33,32 +33,6 @@ pub struct ClientAuth {
 pub struct NewClient {
     pub record: ClientRecord,
     pub secret: Option<String>,
-}
-
-/// An introspection answer (RFC 7662): only `active` when not active.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Introspection {
-    pub active: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<String>,
 }
 
 fn secret_hash(secret: &str) -> Vec<u8> {

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use latchkey_proto::{PasswordChange, SessionList, User};
+use latchkey_proto::{ErrorBody, PasswordChange, SessionList, User};
 
 use super::error::ApiError;
 use super::extract::{Auth, Context, JsonBody};
@@ -19,10 +19,17 @@ pub fn router() -> Router<AppState> {
         .route("/v1/sessions/{sid}", delete(revoke_session))
 }
 
+#[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = []), ("access_cookie" = [])),
+    responses((status = 200, body = User), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody)))]
 async fn me(Auth(auth): Auth) -> Json<User> {
     Json(views::user(&auth.user))
 }
 
+#[utoipa::path(post, path = "/v1/me/password", tag = "account", request_body = PasswordChange,
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses((status = 204, description = "Changed; every other session is revoked"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody),
+        (status = 403, description = "invalid_credentials (wrong current password) or csrf_rejected", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody)))]
 async fn change_password(
     State(app): State<AppState>,
     Auth(auth): Auth,
@@ -35,6 +42,8 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/v1/sessions", tag = "account", security(("bearer" = []), ("access_cookie" = [])),
+    responses((status = 200, body = SessionList), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody)))]
 async fn list_sessions(
     State(app): State<AppState>,
     Auth(auth): Auth,
@@ -49,6 +58,10 @@ async fn list_sessions(
     }))
 }
 
+#[utoipa::path(delete, path = "/v1/sessions/{sid}", tag = "account", security(("bearer" = []), ("access_cookie" = [])),
+    params(("sid" = String, Path, description = "A session id of the caller's")),
+    responses((status = 204, description = "Revoked"), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody),
+        (status = 404, description = "not_found: no such session of the caller's", body = ErrorBody)))]
 async fn revoke_session(
     State(app): State<AppState>,
     Auth(auth): Auth,

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use latchkey_core::service::Issued;
-use latchkey_proto::{Credentials, LoginResponse, RegisterResponse};
+use latchkey_proto::{Credentials, ErrorBody, LoginResponse, RegisterResponse};
 
 use super::error::ApiError;
 use super::extract::{access_token, bearer, check_csrf, Context, JsonBody, TokenSource};
@@ -22,6 +22,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/logout-all", post(logout_all))
 }
 
+#[utoipa::path(post, path = "/v1/auth/register", tag = "session", request_body = Credentials,
+    responses((status = 201, body = RegisterResponse), (status = 400, description = "Malformed input", body = ErrorBody),
+        (status = 403, description = "registration_closed", body = ErrorBody),
+        (status = 409, description = "username_taken", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody)))]
 async fn register(
     State(app): State<AppState>,
     Context(ctx): Context,
@@ -62,6 +67,13 @@ fn issued_response(app: &AppState, issued: &Issued) -> Response {
     response
 }
 
+#[utoipa::path(post, path = "/v1/auth/login", tag = "session", request_body = Credentials,
+    responses((status = 200, description = "Both cookies are set; the refresh token is only in its cookie", body = LoginResponse),
+        (status = 400, description = "Malformed input", body = ErrorBody),
+        (status = 401, description = "invalid_credentials", body = ErrorBody),
+        (status = 403, description = "csrf_rejected: a foreign Origin", body = ErrorBody),
+        (status = 429, description = "rate_limited, with Retry-After", body = ErrorBody),
+        (status = 503, description = "unavailable: the hashing queue is full, with Retry-After", body = ErrorBody)))]
 async fn login(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -91,6 +103,11 @@ fn cleared(app: &AppState, mut response: Response) -> Response {
     response
 }
 
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "session",
+    security(("refresh_cookie" = [])),
+    responses((status = 200, description = "A new pair; both cookies are set", body = LoginResponse),
+        (status = 401, description = "invalid_token; both cookies are cleared", body = ErrorBody),
+        (status = 403, description = "csrf_rejected", body = ErrorBody)))]
 async fn refresh(
     State(app): State<AppState>,
     method: Method,
@@ -116,6 +133,10 @@ async fn refresh(
     }
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "session",
+    security(("bearer" = []), ("refresh_cookie" = []), ("access_cookie" = [])),
+    responses((status = 204, description = "This session is revoked; both cookies are cleared"),
+        (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody), (status = 403, description = "csrf_rejected", body = ErrorBody)))]
 async fn logout(
     State(app): State<AppState>,
     method: Method,
@@ -143,6 +164,10 @@ async fn logout(
     Ok(cleared(&app, StatusCode::NO_CONTENT.into_response()))
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "session",
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses((status = 204, description = "Every session of the user is revoked; both cookies are cleared"),
+        (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody), (status = 403, description = "csrf_rejected", body = ErrorBody)))]
 async fn logout_all(
     State(app): State<AppState>,
     super::extract::Auth(auth): super::extract::Auth,

@@ -9,8 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use latchkey_core::store::StoreError;
 use latchkey_core::ServiceError;
-use latchkey_proto::JwkSet;
-use serde_json::json;
+use latchkey_proto::{ErrorBody, Health, JwkSet};
 
 use super::error::ApiError;
 use super::AppState;
@@ -24,8 +23,11 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
 }
 
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys",
+    responses((status = 200, description = "Every public key that may verify a live token, and the one waiting to sign; with Cache-Control max-age", body = JwkSet)))]
 async fn jwks(State(app): State<AppState>) -> Response {
     let mut response = Json(JwkSet {
         keys: app.service.jwks(),
@@ -38,13 +40,21 @@ async fn jwks(State(app): State<AppState>) -> Response {
     response
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, description = "The store does not answer", body = ErrorBody)))]
 async fn readyz(State(app): State<AppState>) -> Response {
     match tokio::time::timeout(READY_TIMEOUT, app.service.store().ping()).await {
-        Ok(Ok(())) => Json(json!({ "status": "ok" })).into_response(),
+        Ok(Ok(())) => Json(Health {
+            status: "ok".into(),
+        })
+        .into_response(),
         Ok(Err(e)) => ApiError::Service(ServiceError::Unavailable(e)).into_response(),
         Err(_) => ApiError::Service(ServiceError::Unavailable(StoreError::Unavailable(
             "the store did not answer in time".into(),
@@ -53,6 +63,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus (OpenMetrics) text", content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(app): State<AppState>) -> Response {
     // The store's count is best effort: metrics must answer when it is down.
     let live = tokio::time::timeout(READY_TIMEOUT, app.service.count_live_sessions())
@@ -68,4 +80,11 @@ async fn metrics(State(app): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
+pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    Json(crate::openapi::ApiDoc::openapi())
 }

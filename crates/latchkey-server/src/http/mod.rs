@@ -2,14 +2,14 @@
 //! the mapping of errors to statuses. Every rule about users, sessions and
 //! tokens is the service's.
 
-mod account;
-mod auth;
+pub(crate) mod account;
+pub(crate) mod auth;
 pub mod client_ip;
 pub mod cookies;
 pub mod error;
 mod extract;
-mod meta;
-mod oauth;
+pub(crate) mod meta;
+pub(crate) mod oauth;
 pub mod views;
 
 use std::sync::Arc;

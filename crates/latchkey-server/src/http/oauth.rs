@@ -11,7 +11,9 @@ use axum::{Json, Router};
 use base64::Engine;
 use latchkey_core::service::ClientAuth;
 use latchkey_core::ServiceError;
-use serde_json::json;
+use latchkey_proto::{ErrorBody, Introspection, ServerMetadata, TokenResponse};
+
+use crate::openapi::{IntrospectionRequest, RevocationRequest, TokenRequest};
 
 use super::error::ApiError;
 use super::extract::Context;
@@ -136,6 +138,14 @@ fn uncached(mut response: Response) -> Response {
     response
 }
 
+#[utoipa::path(post, path = "/oauth2/token", tag = "oauth2",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_basic" = [])),
+    responses((status = 200, description = "With Cache-Control: no-store", body = TokenResponse),
+        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unauthorized_client or unsupported_grant_type", body = ErrorBody),
+        (status = 401, description = "invalid_client, with WWW-Authenticate: Basic", body = ErrorBody),
+        (status = 415, description = "Not form-encoded", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody)))]
 async fn token(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -155,13 +165,7 @@ async fn token(
                     .password_grant(&client, username, password, scope, &ctx)
                     .await
                     .map_err(oauth)?;
-                json!({
-                    "access_token": issued.access_token,
-                    "token_type": "Bearer",
-                    "expires_in": issued.expires_in.as_secs(),
-                    "refresh_token": issued.refresh_token,
-                    "scope": issued.session.scope,
-                })
+                pair_response(issued)
             }
             "refresh_token" => {
                 let token = params.required("refresh_token")?;
@@ -169,25 +173,20 @@ async fn token(
                     .refresh_grant(&client, token, scope, &ctx)
                     .await
                     .map_err(oauth)?;
-                json!({
-                    "access_token": issued.access_token,
-                    "token_type": "Bearer",
-                    "expires_in": issued.expires_in.as_secs(),
-                    "refresh_token": issued.refresh_token,
-                    "scope": issued.session.scope,
-                })
+                pair_response(issued)
             }
             "client_credentials" => {
                 let (access_token, ttl, scope) = service
                     .client_credentials_grant(&client, scope)
                     .await
                     .map_err(oauth)?;
-                json!({
-                    "access_token": access_token,
-                    "token_type": "Bearer",
-                    "expires_in": ttl.as_secs(),
-                    "scope": scope,
-                })
+                TokenResponse {
+                    access_token,
+                    token_type: "Bearer".into(),
+                    expires_in: ttl.as_secs(),
+                    refresh_token: None,
+                    scope,
+                }
             }
             _ => return Err(ApiError::Service(ServiceError::UnsupportedGrantType)),
         };
@@ -197,6 +196,12 @@ async fn token(
     uncached(result.unwrap_or_else(IntoResponse::into_response))
 }
 
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth2",
+    request_body(content = RevocationRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_basic" = [])),
+    responses((status = 200, description = "Revoked, or unknown: a refresh or an access token revokes its session"),
+        (status = 400, description = "invalid_request, or unauthorized_client: a token of another client", body = ErrorBody),
+        (status = 401, description = "invalid_client", body = ErrorBody)))]
 async fn revoke(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -213,6 +218,12 @@ async fn revoke(
     Ok(uncached(StatusCode::OK.into_response()))
 }
 
+#[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth2",
+    request_body(content = IntrospectionRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client_basic" = [])),
+    responses((status = 200, body = Introspection),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "invalid_client: introspection is for confidential clients", body = ErrorBody)))]
 async fn introspect(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -230,21 +241,44 @@ async fn introspect(
     Ok(uncached(Json(answer).into_response()))
 }
 
-async fn metadata(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let issuer = &app.service.policy().issuer;
-    Json(json!({
-        "issuer": issuer,
-        "token_endpoint": format!("{issuer}/oauth2/token"),
-        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
-        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "token_endpoint_auth_signing_alg_values_supported": [app.service.policy().signing_alg.as_str()],
-        "id_token_signing_alg_values_supported": [],
-        "access_token_signing_alg_values_supported": [app.service.policy().signing_alg.as_str()],
-    }))
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth2",
+    responses((status = 200, body = ServerMetadata)))]
+async fn metadata(State(app): State<AppState>) -> Json<ServerMetadata> {
+    let policy = app.service.policy();
+    let issuer = &policy.issuer;
+    let names = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    Json(ServerMetadata {
+        issuer: issuer.clone(),
+        token_endpoint: format!("{issuer}/oauth2/token"),
+        revocation_endpoint: format!("{issuer}/oauth2/revoke"),
+        introspection_endpoint: format!("{issuer}/oauth2/introspect"),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        grant_types_supported: names(&["password", "refresh_token", "client_credentials"]),
+        response_types_supported: Vec::new(),
+        token_endpoint_auth_methods_supported: names(&[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ]),
+        revocation_endpoint_auth_methods_supported: names(&[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ]),
+        introspection_endpoint_auth_methods_supported: names(&[
+            "client_secret_basic",
+            "client_secret_post",
+        ]),
+        access_token_signing_alg_values_supported: names(&[policy.signing_alg.as_str()]),
+    })
+}
+
+fn pair_response(issued: latchkey_core::service::Issued) -> TokenResponse {
+    TokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer".into(),
+        expires_in: issued.expires_in.as_secs(),
+        refresh_token: Some(issued.refresh_token),
+        scope: issued.session.scope,
+    }
 }

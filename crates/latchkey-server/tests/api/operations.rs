@@ -139,3 +139,51 @@ async fn metrics_count_requests_events_and_sessions() {
     );
     assert_eq!(sample(&text, "latchkey_password_queue_depth"), Some(0.0));
 }
+
+#[tokio::test]
+async fn openapi_covers_every_route_of_the_contract() {
+    let app = TestApp::spawn().await;
+    let doc: serde_json::Value = app
+        .get("/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for (method, path) in [
+        ("post", "/v1/auth/register"),
+        ("post", "/v1/auth/login"),
+        ("post", "/v1/auth/refresh"),
+        ("post", "/v1/auth/logout"),
+        ("post", "/v1/auth/logout-all"),
+        ("get", "/v1/me"),
+        ("post", "/v1/me/password"),
+        ("get", "/v1/sessions"),
+        ("delete", "/v1/sessions/{sid}"),
+        ("post", "/oauth2/token"),
+        ("post", "/oauth2/revoke"),
+        ("post", "/oauth2/introspect"),
+        ("get", "/.well-known/jwks.json"),
+        ("get", "/.well-known/oauth-authorization-server"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/openapi.json"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        assert!(
+            op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+            "{method} {path}"
+        );
+    }
+    // Any change to the contract shows up as a diff of this snapshot
+    // (`cargo insta review`, or INSTA_UPDATE=always, to accept one).
+    insta::assert_json_snapshot!("openapi", doc);
+}
