@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/toolchain.sh
+. scripts/lib/services.sh
 ensure_rust
+# The PostgreSQL store's tests make a database each on 127.0.0.1:5432.
+ensure_postgres
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
