@@ -10,3 +10,5 @@ ensure_rust
 ensure_postgres
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
+# The same HTTP suite again, every in-process server on PostgreSQL.
+LATCHKEY_TEST_STORE=postgres cargo test -p latchkey-server --test api "$@"

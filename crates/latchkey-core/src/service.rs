@@ -364,7 +364,8 @@ impl Service {
     // ---- login, refresh, logout ------------------------------------------
 
     fn rate_key(username: &Username, ctx: &RequestContext) -> String {
-        format!("{}\u{0}{}", username.key(), ctx.ip)
+        // Usernames hold no control character: U+001F cannot be forged into one.
+        format!("{}\u{1f}{}", username.key(), ctx.ip)
     }
 
     /// Refuses with 429 while the (username, address) pair is over the limit.

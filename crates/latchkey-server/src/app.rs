@@ -11,6 +11,7 @@ use latchkey_core::crypto::{random_bytes, RefreshSecret};
 use latchkey_core::policy::KEY_PICKUP_INTERVAL;
 use latchkey_core::store::Store;
 use latchkey_core::{Clock, Policy, Service};
+use latchkey_store_postgres::{PostgresSettings, PostgresStore};
 use latchkey_store_sqlite::{Durability, SqliteSettings, SqliteStore};
 use tokio::net::TcpListener;
 
@@ -24,6 +25,20 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Opens the store named by `database_url` and brings its schema up to date.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if config.is_postgres() {
+        let settings = PostgresSettings {
+            max_connections: config.database_max_connections,
+            acquire_timeout: config.database_acquire_timeout,
+            statement_timeout: config.database_statement_timeout,
+        };
+        let store = PostgresStore::connect_lazy(&config.database_url, &settings)
+            .context("bad PostgreSQL URL")?;
+        store
+            .migrate()
+            .await
+            .context("cannot migrate the PostgreSQL store")?;
+        return Ok(Arc::new(store));
+    }
     let settings = SqliteSettings {
         durability: if config.sqlite_synchronous_full {
             Durability::Full
@@ -48,7 +63,12 @@ pub async fn refresh_secret(config: &Config, store: &dyn Store) -> anyhow::Resul
             master.derive("refresh-token-mac").as_ref(),
         ));
     }
-    match latchkey_store_sqlite::database_path(&config.database_url)? {
+    let sqlite_file = if config.is_postgres() {
+        None
+    } else {
+        latchkey_store_sqlite::database_path(&config.database_url)?
+    };
+    match sqlite_file {
         Some(db) => {
             let path = PathBuf::from(format!("{db}.secret"));
             Ok(RefreshSecret::new(&key_file(&path)?))

@@ -39,6 +39,9 @@ pub const SETTINGS: &[&str] = &[
     "password_queue",
     "prune_interval",
     "audit_retention",
+    "database_max_connections",
+    "database_acquire_timeout",
+    "database_statement_timeout",
 ];
 
 /// A setting that could not be used.
@@ -160,6 +163,10 @@ pub struct Config {
     /// How often dead sessions and old audit rows are deleted.
     pub prune_interval: Duration,
     pub audit_retention: Duration,
+    /// PostgreSQL pool: connections per node, wait for one, per statement.
+    pub database_max_connections: u32,
+    pub database_acquire_timeout: Duration,
+    pub database_statement_timeout: Duration,
 }
 
 impl Config {
@@ -191,10 +198,12 @@ impl Config {
         let database_url = get("database_url")
             .unwrap_or("sqlite://latchkey.db")
             .to_owned();
-        if !database_url.starts_with("sqlite:") {
+        let postgres =
+            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+        if !(database_url.starts_with("sqlite:") || postgres) {
             return Err(bad(
                 "database_url",
-                "only sqlite://PATH is supported by this build",
+                "must be sqlite://PATH or postgres://...",
             ));
         }
         let issuer = get("issuer")
@@ -320,7 +329,30 @@ impl Config {
                 duration("prune_interval", Duration::from_secs(3600))?,
             )?,
             audit_retention: duration("audit_retention", Duration::from_secs(90 * 24 * 3600))?,
+            database_max_connections: get("database_max_connections")
+                .map_or(Ok(16), |v| {
+                    v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or(())
+                })
+                .map_err(|()| {
+                    bad(
+                        "database_max_connections",
+                        "must be a whole number of at least 1",
+                    )
+                })?,
+            database_acquire_timeout: positive(
+                "database_acquire_timeout",
+                duration("database_acquire_timeout", Duration::from_secs(5))?,
+            )?,
+            database_statement_timeout: duration(
+                "database_statement_timeout",
+                Duration::from_secs(5),
+            )?,
         })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
     }
 
     /// The issuer once the address is known; refuses a wildcard address
@@ -328,6 +360,12 @@ impl Config {
     pub fn resolve_issuer(&self, bound: SocketAddr) -> Result<String, ConfigError> {
         if let Some(issuer) = &self.issuer {
             return Ok(issuer.clone());
+        }
+        if self.is_postgres() {
+            return Err(bad(
+                "issuer",
+                "must be set when the store is PostgreSQL (several nodes must agree on it)",
+            ));
         }
         if bound.ip().is_unspecified() {
             return Err(bad(
@@ -520,6 +558,30 @@ mod tests {
         );
         assert_eq!(c.login_max_failures, 3);
         assert!(!c.cookie_secure);
+    }
+
+    #[test]
+    fn postgres_needs_an_explicit_issuer() {
+        let pg =
+            Config::from_raw(&raw(&[("database_url", "postgres://root@127.0.0.1/x")])).unwrap();
+        assert!(pg.is_postgres());
+        let e = pg
+            .resolve_issuer("127.0.0.1:9000".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(e.setting, "issuer");
+        let named = Config::from_raw(&raw(&[
+            ("database_url", "postgresql://root@127.0.0.1/x"),
+            ("issuer", "https://id.example/"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            named
+                .resolve_issuer("127.0.0.1:9000".parse().unwrap())
+                .unwrap(),
+            "https://id.example"
+        );
+        assert_eq!(named.database_max_connections, 16);
+        assert_eq!(named.database_acquire_timeout, Duration::from_secs(5));
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub dir: TempDir,
     pub database_url: String,
+    /// The PostgreSQL database this app owns (dropped with it), under
+    /// `LATCHKEY_TEST_STORE=postgres`.
+    postgres_db: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -78,7 +81,11 @@ impl TestApp {
     }
 
     pub async fn spawn_in(dir: TempDir, settings: &[(&str, &str)]) -> Self {
-        let database_url = format!("sqlite://{}/latchkey.db", dir.path().display());
+        let postgres_db = on_postgres().then(|| postgres_database(dir.path()));
+        let database_url = match &postgres_db {
+            Some(db) => format!("{POSTGRES_BASE}/{db}"),
+            None => format!("sqlite://{}/latchkey.db", dir.path().display()),
+        };
         let mut raw: RawSettings = [
             ("listen", "127.0.0.1:0"),
             ("database_url", database_url.as_str()),
@@ -86,6 +93,16 @@ impl TestApp {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        if postgres_db.is_some() {
+            // PostgreSQL needs an explicit issuer: take a free port first.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            raw.insert("listen".into(), format!("127.0.0.1:{port}"));
+            raw.insert("issuer".into(), format!("http://127.0.0.1:{port}"));
+        }
         raw.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_raw(&raw).unwrap();
         let clock = Arc::new(ManualClock::starting_now());
@@ -111,6 +128,7 @@ impl TestApp {
             client,
             dir,
             database_url,
+            postgres_db,
             stop: Some(stop),
             server: Some(server),
         }
@@ -118,6 +136,8 @@ impl TestApp {
 
     /// Stops serving and hands back the data folder (to restart on it).
     pub async fn stop(mut self) -> TempDir {
+        // The database outlives this server: the next one on `dir` takes it.
+        self.postgres_db = None;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -200,7 +220,53 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        if let Some(db) = self.postgres_db.take() {
+            psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+        }
     }
+}
+
+/// `LATCHKEY_TEST_STORE=postgres` runs the in-process suite on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("LATCHKEY_TEST_STORE").is_ok_and(|v| v == "postgres")
+}
+
+const POSTGRES_BASE: &str = "postgres://root@127.0.0.1:5432";
+
+fn psql(sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "root",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The database of the app in `dir`: made on first use, named in a file
+/// there so that a restart on the same folder finds it.
+fn postgres_database(dir: &std::path::Path) -> String {
+    let marker = dir.join("postgres-database");
+    if let Ok(name) = std::fs::read_to_string(&marker) {
+        return name;
+    }
+    let name = format!("latchkey_http_{}", uuid::Uuid::new_v4().simple());
+    psql(&format!("CREATE DATABASE {name}"));
+    std::fs::write(&marker, &name).unwrap();
+    name
 }
 
 pub async fn pair_of(r: Response) -> Pair {
