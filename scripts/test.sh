@@ -8,7 +8,33 @@ cd "$(dirname "$0")/.."
 ensure_rust
 # The PostgreSQL store's tests make a database each on 127.0.0.1:5432.
 ensure_postgres
+
+# The third-party OAuth clients of the interop tests (tests/interop/): pinned
+# Python packages for the python3 on PATH, and node_modules from the lock
+# (npm ci only when the lock changed since the last install).
+install_interop_clients() {
+  local missing=()
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  command -v npm >/dev/null 2>&1 || missing+=("node and npm")
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "the interop tests need ${missing[*]} (CPython 3.11 with pip, Node.js 20)" >&2
+    exit 1
+  fi
+  PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+    python3 -m pip install --quiet -r tests/interop/requirements.txt </dev/null
+  local lock=tests/interop/node/package-lock.json
+  local stamp=tests/interop/node/node_modules/.latchkey-installed-lock
+  if ! cmp -s "$lock" "$stamp"; then
+    npm ci --prefix tests/interop/node --no-audit --no-fund --loglevel=error >/dev/null </dev/null
+    cp "$lock" "$stamp"
+  fi
+}
+install_interop_clients
+
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
-# The same HTTP suite again, every in-process server on PostgreSQL.
-LATCHKEY_TEST_STORE=postgres cargo test -p latchkey-server --test api "$@"
+# The same HTTP suite again, every in-process server on PostgreSQL (the
+# tests of the binary, the interop clients and several nodes pick their
+# store themselves).
+LATCHKEY_TEST_STORE=postgres cargo test -p latchkey-server --test api -- \
+  --skip binary:: --skip interop:: --skip nodes::

@@ -81,7 +81,8 @@ impl TestApp {
     }
 
     pub async fn spawn_in(dir: TempDir, settings: &[(&str, &str)]) -> Self {
-        let postgres_db = on_postgres().then(|| postgres_database(dir.path()));
+        let own_store = settings.iter().any(|(k, _)| *k == "database_url");
+        let postgres_db = (on_postgres() && !own_store).then(|| postgres_database(dir.path()));
         let database_url = match &postgres_db {
             Some(db) => format!("{POSTGRES_BASE}/{db}"),
             None => format!("sqlite://{}/latchkey.db", dir.path().display()),
@@ -95,11 +96,7 @@ impl TestApp {
         .collect();
         if postgres_db.is_some() {
             // PostgreSQL needs an explicit issuer: take a free port first.
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port();
             raw.insert("listen".into(), format!("127.0.0.1:{port}"));
             raw.insert("issuer".into(), format!("http://127.0.0.1:{port}"));
         }
@@ -231,9 +228,9 @@ pub fn on_postgres() -> bool {
     std::env::var("LATCHKEY_TEST_STORE").is_ok_and(|v| v == "postgres")
 }
 
-const POSTGRES_BASE: &str = "postgres://root@127.0.0.1:5432";
+pub const POSTGRES_BASE: &str = "postgres://root@127.0.0.1:5432";
 
-fn psql(sql: &str) {
+pub fn psql(sql: &str) {
     let out = std::process::Command::new("psql")
         .args([
             "-h",
@@ -293,4 +290,13 @@ pub async fn assert_error(r: Response, status: StatusCode, code: &str) -> Value 
     );
     assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
     body
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

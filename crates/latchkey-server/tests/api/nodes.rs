@@ -1,0 +1,299 @@
+//! Several latchkey nodes on one PostgreSQL database, and the database
+//! going away and coming back.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::*;
+
+const ISSUER: &str = "http://latchkey.test";
+
+/// A database dropped when the test ends.
+struct Database(String);
+
+impl Database {
+    fn new() -> Self {
+        let name = format!("latchkey_nodes_{}", uuid::Uuid::new_v4().simple());
+        psql(&format!("CREATE DATABASE {name}"));
+        Self(name)
+    }
+
+    fn url(&self, port: u16) -> String {
+        format!("postgres://root@127.0.0.1:{port}/{}", self.0)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
+    }
+}
+
+/// `n` nodes sharing one database (through `db_port`) and one issuer; each
+/// accepts the others' origin.
+async fn nodes(db: &Database, db_port: u16, n: usize, extra: &[(&str, &str)]) -> Vec<TestApp> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let origins = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let url = db.url(db_port);
+    let mut out = Vec::new();
+    for port in ports {
+        let listen = format!("127.0.0.1:{port}");
+        let mut settings = vec![
+            ("database_url", url.as_str()),
+            ("listen", listen.as_str()),
+            ("issuer", ISSUER),
+            ("allowed_origins", origins.as_str()),
+        ];
+        settings.extend_from_slice(extra);
+        out.push(TestApp::spawn_with(&settings).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn racing_refreshes_across_nodes_share_one_successor() {
+    let db = Database::new();
+    let cluster = nodes(&db, 5432, 2, &[]).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let first = a.user_and_login("alice").await;
+    let answers =
+        futures::future::join_all((0..32).map(|i| cluster[i % 2].refresh_raw(&first.refresh)))
+            .await;
+    let mut successors = HashSet::new();
+    for r in answers {
+        assert_eq!(r.status(), StatusCode::OK);
+        successors.insert(pair_of(r).await.refresh);
+    }
+    assert_eq!(successors.len(), 1, "one successor");
+    let session = a
+        .service
+        .store()
+        .session(&first.session_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.generation, 1, "exactly one generation step");
+    assert!(session.revoked_at.is_none());
+    // A token from one node is good on the other.
+    let next = b.refresh(successors.iter().next().unwrap()).await;
+    assert_eq!(a.me(&next.access).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn reuse_on_one_node_revokes_everywhere_and_logout_shows_at_once() {
+    let db = Database::new();
+    let cluster = nodes(&db, 5432, 2, &[]).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let first = a.user_and_login("alice").await;
+    let second = a.refresh(&first.refresh).await;
+    b.advance(Duration::from_secs(11));
+    assert_eq!(
+        b.refresh_raw(&first.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        a.refresh_raw(&second.refresh).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "A refuses what B revoked"
+    );
+    assert_eq!(
+        a.me(&second.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Logout on A: introspection on B says inactive at once.
+    let secret = a
+        .service
+        .add_client("api", false, "")
+        .await
+        .unwrap()
+        .secret
+        .unwrap();
+    let live = a.login("alice").await;
+    let introspect = |node: &TestApp| {
+        node.post("/oauth2/introspect")
+            .basic_auth("api", Some(&secret))
+            .form(&[("token", live.access.as_str())])
+            .send()
+    };
+    let info: Value = introspect(b).await.unwrap().json().await.unwrap();
+    assert_eq!(info["active"], true);
+    a.post("/v1/auth/logout")
+        .bearer_auth(&live.access)
+        .send()
+        .await
+        .unwrap();
+    let info: Value = introspect(b).await.unwrap().json().await.unwrap();
+    assert_eq!(info["active"], false);
+}
+
+#[tokio::test]
+async fn a_key_rotated_on_one_node_signs_on_both() {
+    let db = Database::new();
+    let cluster = nodes(&db, 5432, 2, &[]).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let kid = b.service.rotate_key(true).await.unwrap().record.kid;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    for node in [a, b] {
+        loop {
+            let jwks: Value = node
+                .get("/.well-known/jwks.json")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kid"] == kid.as_str())
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not published within the pick-up interval"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Each test node has its own clock: let both pass the key's activation.
+    for node in [a, b] {
+        node.advance(Duration::from_secs(1));
+    }
+    for node in [a, b] {
+        let pair = node.user_and_login("alice").await;
+        let header = pair.access.split('.').next().unwrap().to_owned();
+        let header: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["kid"], kid.as_str());
+    }
+}
+
+#[tokio::test]
+async fn the_login_limit_holds_across_nodes() {
+    let db = Database::new();
+    let cluster = nodes(&db, 5432, 2, &[("login_max_failures", "3")]).await;
+    cluster[0].register("alice", PASSWORD).await;
+    for i in 0..3 {
+        let r = cluster[i % 2].login_raw("alice", "wrong password").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    for node in &cluster {
+        assert_eq!(
+            node.login_raw("alice", PASSWORD).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+}
+
+/// A TCP proxy to PostgreSQL that the test can cut and mend.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if flag.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect("127.0.0.1:5432").await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let watch = async {
+                        while !flag.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut cr, &mut sw) => {}
+                        _ = tokio::io::copy(&mut sr, &mut cw) => {}
+                        () = watch => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_lost_database_answers_503_quickly_and_service_resumes() {
+    let db = Database::new();
+    let proxy = Proxy::start().await;
+    let settings = [
+        ("database_acquire_timeout", "1s"),
+        ("database_statement_timeout", "1s"),
+    ];
+    let cluster = nodes(&db, proxy.port, 1, &settings).await;
+    let node = &cluster[0];
+    let pair = node.user_and_login("alice").await;
+    assert_eq!(node.me(&pair.access).await.status(), StatusCode::OK);
+
+    proxy.set_cut(true);
+    // Let the proxy drop the connections it carries.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let r = node.me(&pair.access).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    assert_eq!(
+        node.get("/readyz").send().await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        node.get("/healthz").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let r = node.refresh_raw(&pair.refresh).await;
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+
+    proxy.set_cut(false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if node.me(&pair.access).await.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service did not resume within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Nothing was spent while the store was away.
+    node.refresh(&pair.refresh).await;
+}
