@@ -15,6 +15,10 @@ use crate::crypto::B64;
 use crate::error::ServiceError;
 use crate::keys::{KeyRing, LoadedKey};
 
+/// Nodes' clocks differ a little: a token another node issued a moment ago
+/// must not be refused as not yet valid. Expiry gets no such allowance.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
 /// The `typ` of every access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
@@ -92,7 +96,7 @@ pub fn verify(
     if claims.exp + leeway <= now_s {
         return Err(ServiceError::InvalidToken("expired"));
     }
-    if claims.nbf - leeway > now_s {
+    if claims.nbf - leeway.max(CLOCK_SKEW.as_secs() as i64) > now_s {
         return Err(ServiceError::InvalidToken("not yet valid"));
     }
     Ok(claims)
@@ -121,7 +125,7 @@ impl VerifiedTokens {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key)
-            .filter(|c| c.exp > now_s && c.nbf <= now_s)
+            .filter(|c| c.exp > now_s && c.nbf - CLOCK_SKEW.as_secs() as i64 <= now_s)
             .cloned()
     }
 
@@ -209,8 +213,11 @@ mod tests {
         let token = sign(&claims(0), ring.signing_key(t(0)).unwrap()).unwrap();
         assert!(verify(&token, &ring, &expect(), t(899)).is_ok());
         assert!(verify(&token, &ring, &expect(), t(900)).is_err(), "expired");
+        // Not before: another node's clock may be up to a minute behind.
+        let later = sign(&claims(100), ring.signing_key(t(0)).unwrap()).unwrap();
+        assert!(verify(&later, &ring, &expect(), t(40)).is_ok());
         assert!(
-            verify(&token, &ring, &expect(), t(-1)).is_err(),
+            verify(&later, &ring, &expect(), t(39)).is_err(),
             "not yet valid"
         );
         let lenient = Expectations {
@@ -311,7 +318,12 @@ mod tests {
         cache.insert(key, c.clone());
         assert_eq!(cache.get(&key, c.iat), Some(c.clone()));
         assert_eq!(cache.get(&key, c.exp), None, "expired");
-        assert_eq!(cache.get(&key, c.nbf - 1), None, "not yet valid");
+        assert_eq!(
+            cache.get(&key, c.nbf - 60),
+            Some(c.clone()),
+            "another node's clock a little behind"
+        );
+        assert_eq!(cache.get(&key, c.nbf - 61), None, "not yet valid");
         for i in 0..VERIFIED_TOKENS_MAX {
             cache.insert(VerifiedTokens::key(&i.to_string()), c.clone());
         }
