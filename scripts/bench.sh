@@ -14,8 +14,10 @@
 #   WARMUP          seconds of load before each measured window (default 2)
 #   RUNS            rounds of everything; the table shows the median (default 1)
 #   SCENARIOS       comma-separated, of me,refresh,login (default all three)
-#   TARGETS         space-separated, of latchkey express-faithful
-#                   express-strongest (default all three)
+#   TARGETS         space-separated, of latchkey (SQLite), latchkey-pg (one
+#                   node on PostgreSQL), latchkey-pg-2nodes (two nodes on one
+#                   PostgreSQL database, virtual users spread over them),
+#                   express-faithful, express-strongest (default all five)
 #   HASH            0 skips the bare Argon2id measurement (default 1)
 #   CLIENT_THREADS  worker threads of the load generator (default 1)
 #   RESULTS         also copy the raw JSON lines to this file
@@ -33,7 +35,7 @@ CONNECTIONS="${CONNECTIONS:-32}"
 WARMUP="${WARMUP:-2}"
 RUNS="${RUNS:-1}"
 SCENARIOS="${SCENARIOS:-me,refresh,login}"
-TARGETS="${TARGETS:-latchkey express-faithful express-strongest}"
+TARGETS="${TARGETS:-latchkey latchkey-pg latchkey-pg-2nodes express-faithful express-strongest}"
 HASH="${HASH:-1}"
 CLIENT_THREADS="${CLIENT_THREADS:-1}"
 SERVER_LOG="${SERVER_LOG:-warn}"
@@ -53,12 +55,13 @@ for v in DURATION CONNECTIONS WARMUP RUNS CLIENT_THREADS; do
 done
 for t in $TARGETS; do
     case "$t" in
-        latchkey | express-faithful | express-strongest) ;;
+        latchkey | latchkey-pg | latchkey-pg-2nodes | express-faithful | express-strongest) ;;
         *) echo "bench.sh: unknown target '$t'" >&2; exit 2 ;;
     esac
 done
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 wants_express() { wants express-faithful || wants express-strongest; }
+wants_postgres() { wants latchkey-pg || wants latchkey-pg-2nodes; }
 
 log() { echo "bench.sh: $*" >&2; }
 
@@ -84,6 +87,7 @@ cleanup() {
         stop_pid "$pid"
     done
     PIDS=()
+    if declare -F drop_database >/dev/null; then drop_database; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -108,12 +112,16 @@ trap 'exit 143' TERM
 
 # ---- tools and build ----------------------------------------------------------
 . "$ROOT/scripts/lib/toolchain.sh"
+. "$ROOT/scripts/lib/services.sh"
 ensure_rust
+if wants_postgres; then
+    ensure_postgres
+fi
 if wants_express && ! command -v node >/dev/null 2>&1; then
     apt_install nodejs npm
 fi
 packages=(-p latchkey-bench)
-if wants latchkey; then packages+=(-p latchkey-server); fi
+if wants latchkey || wants_postgres; then packages+=(-p latchkey-server); fi
 log "building ${packages[*]} (release) into $CARGO_TARGET_DIR"
 (cd "$ROOT" && cargo build --release "${packages[@]}" >&2)
 BENCH="$CARGO_TARGET_DIR/release/latchkey-bench"
@@ -134,8 +142,7 @@ fi
 
 # ---- servers ------------------------------------------------------------------
 free_port() {
-    node -e 'const s = require("net").createServer();
-             s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # wait_for_lines PID LOGFILE PATTERN COUNT: until COUNT lines of LOGFILE match
@@ -196,12 +203,50 @@ start_express() {
 
 stop_server() {
     local pid keep=()
-    stop_pid "$SERVER_PID"
+    # SERVER_PID: one server, or the nodes of one deployment.
+    for pid in $SERVER_PID; do
+        stop_pid "$pid"
+    done
     for pid in "${PIDS[@]}"; do
-        if [ "$pid" != "$SERVER_PID" ]; then keep+=("$pid"); fi
+        if [[ " $SERVER_PID " != *" $pid "* ]]; then keep+=("$pid"); fi
     done
     PIDS=("${keep[@]+"${keep[@]}"}")
     SERVER_PID=""
+    drop_database
+}
+
+PG_DB=""
+drop_database() {
+    if [ -n "$PG_DB" ]; then
+        psql -h 127.0.0.1 -U root -d test -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null || true
+        PG_DB=""
+    fi
+}
+
+# start_latchkey_pg NODES: NODES servers on one fresh PostgreSQL database,
+# with one issuer and each other's origins allowed; SERVER_URL lists them all.
+start_latchkey_pg() {
+    local nodes="$1" ports=() origins="" port out pid
+    PG_DB="latchkey_bench_${RANDOM}${RANDOM}"
+    psql -h 127.0.0.1 -U root -d test -qc "CREATE DATABASE $PG_DB" >/dev/null
+    for _ in $(seq 1 "$nodes"); do ports+=("$(free_port)"); done
+    for port in "${ports[@]}"; do origins+="${origins:+,}http://127.0.0.1:$port"; done
+    SERVER_PID=""
+    for port in "${ports[@]}"; do
+        out="$WORK/latchkey-$port.out"
+        : >"$out"
+        (cd "$WORK" && RUST_LOG="$SERVER_LOG" exec setsid "$LATCHKEY" serve \
+            --listen "127.0.0.1:$port" \
+            --database-url "postgres://root@127.0.0.1:5432/$PG_DB" \
+            --issuer "http://latchkey.bench" --allowed-origins "$origins" \
+            --cookie-secure false \
+            >"$out" 2>"$out.err") &
+        pid=$!
+        PIDS+=("$pid")
+        SERVER_PID+="${SERVER_PID:+ }$pid"
+        wait_for_lines "$pid" "$out" '^listening on http://' 1
+    done
+    SERVER_URL="$origins"
 }
 
 RESULTS_FILE="$WORK/results.jsonl"
@@ -225,6 +270,16 @@ for run in $(seq 1 "$RUNS"); do
     if wants latchkey; then
         start_latchkey
         load latchkey latchkey
+        stop_server
+    fi
+    if wants latchkey-pg; then
+        start_latchkey_pg 1
+        load latchkey latchkey-pg
+        stop_server
+    fi
+    if wants latchkey-pg-2nodes; then
+        start_latchkey_pg 2
+        load latchkey latchkey-pg-2nodes
         stop_server
     fi
     if wants express-faithful; then

@@ -23,7 +23,8 @@ use crate::target::{Scenario, Target, REFRESH_COOKIE};
 pub struct LoadConfig {
     pub target: Target,
     pub scenario: Scenario,
-    pub endpoint: Endpoint,
+    /// Virtual user `i` talks to `endpoints[i % len]` (several nodes of one deployment).
+    pub endpoints: Vec<Endpoint>,
     pub origin: HeaderValue,
     pub connections: usize,
     pub duration: Duration,
@@ -59,7 +60,7 @@ impl Vu {
         });
         Ok(Self {
             index,
-            conn: Conn::new(cfg.endpoint.clone()),
+            conn: Conn::new(cfg.endpoints[index % cfg.endpoints.len()].clone()),
             login_body: Bytes::from(serde_json::to_vec(&body)?),
             access: None,
             refresh: None,

@@ -49,7 +49,8 @@ struct RunArgs {
     /// Which server's paths and shapes.
     #[arg(long, value_enum)]
     target: Target,
-    /// The server, as http://IP:PORT (loopback only).
+    /// The server, as http://IP:PORT (loopback only); several nodes of one
+    /// deployment comma-separated, virtual users spread over them.
     #[arg(long)]
     url: String,
     /// Scenarios, comma-separated, run one after the other.
@@ -158,8 +159,12 @@ fn run(args: RunArgs) -> Result<()> {
     if args.connections == 0 || args.threads == 0 {
         bail!("--connections and --threads must be at least 1");
     }
-    let endpoint = Endpoint::parse(&args.url)?;
-    let origin = HeaderValue::from_str(args.origin.as_deref().unwrap_or(&endpoint.origin))
+    let endpoints = args
+        .url
+        .split(',')
+        .map(|url| Endpoint::parse(url.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    let origin = HeaderValue::from_str(args.origin.as_deref().unwrap_or(&endpoints[0].origin))
         .context("bad --origin")?;
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -176,7 +181,7 @@ fn run(args: RunArgs) -> Result<()> {
             let cfg = LoadConfig {
                 target: args.target,
                 scenario: *scenario,
-                endpoint: endpoint.clone(),
+                endpoints: endpoints.clone(),
                 origin: origin.clone(),
                 connections: args.connections,
                 duration: args.duration,

@@ -171,6 +171,9 @@ pub const LATCHKEY: &str = "latchkey";
 pub const FAITHFUL: &str = "express-faithful";
 pub const STRONGEST: &str = "express-strongest";
 pub const HASH: &str = "argon2id";
+/// latchkey on PostgreSQL: one node, and two nodes sharing the database.
+pub const PG: &str = "latchkey-pg";
+pub const PG_TWO: &str = "latchkey-pg-2nodes";
 
 fn key(r: &RunReport) -> String {
     r.label.clone().unwrap_or_else(|| r.target.clone())
@@ -259,6 +262,27 @@ pub fn markdown(text: &str) -> Result<String> {
         );
     }
     out.push('\n');
+
+    if [PG, PG_TWO]
+        .iter()
+        .any(|l| ["me", "refresh"].iter().any(|s| pick(l, s).is_some()))
+    {
+        out.push_str(
+            "| path | SQLite, 1 node req/s | p50 / p99 | PostgreSQL, 1 node req/s | p50 / p99 | \
+             PostgreSQL, 2 nodes req/s | p50 / p99 |\n",
+        );
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        for (scenario, title) in [
+            ("me", "`GET /v1/me`"),
+            ("refresh", "`POST /v1/auth/refresh`"),
+        ] {
+            let (a, al) = cell(pick(LATCHKEY, scenario).as_ref());
+            let (b, bl) = cell(pick(PG, scenario).as_ref());
+            let (c, cl) = cell(pick(PG_TWO, scenario).as_ref());
+            let _ = writeln!(out, "| {title} | {a} | {al} | {b} | {bl} | {c} | {cl} |");
+        }
+        out.push('\n');
+    }
 
     let hash = pick(HASH, "hash");
     if let Some(h) = &hash {
