@@ -1,0 +1,123 @@
+//! Verify latchkey access tokens offline, in the
+//! resource servers that receive them.
+//!
+//! A [`Verifier`] fetches the issuer's public keys (its JWKS) once, keeps
+//! them as long as `Cache-Control` allows, and checks each token locally:
+//! no call to latchkey per request. An [`AuthLayer`] (a tower layer) and
+//! the [`Claims`] extractor put it in front of axum handlers.
+//!
+//! # Protect a route
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use latchkey_verify::{Claims, Verifier};
+//!
+//! async fn me(claims: Claims) -> String {
+//!     format!("hello {}", claims.sub) // reached only with a valid token
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::builder()
+//!     .issuer("https://login.example.com")
+//!     .jwks_url("https://login.example.com/.well-known/jwks.json")
+//!     .audience("https://login.example.com")
+//!     .build()?;
+//! let app = Router::new().route("/me", get(me)).route_layer(verifier.layer());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A request without a token is answered `401` with a bare
+//! `WWW-Authenticate: Bearer` challenge; a bad token `401` with
+//! `Bearer error="invalid_token"`; both with a JSON body
+//! `{"error", "error_description"}` (RFC 6750 §3, see [`Rejection`]).
+//!
+//! # Scopes
+//!
+//! Three ways to ask for a scope, each answering `403` with
+//! `Bearer error="insufficient_scope", scope="..."`:
+//!
+//! ```
+//! use axum::{routing::post, Router};
+//! use latchkey_verify::{scope, Claims, Rejection, RequireScope, Verifier};
+//!
+//! scope!(PostsWrite = "posts:write");
+//!
+//! async fn create(claims: RequireScope<PostsWrite>) -> String {
+//!     format!("post by {}", claims.sub)
+//! }
+//!
+//! async fn delete(claims: Claims) -> Result<&'static str, Rejection> {
+//!     claims.require_scope("posts:admin")?;
+//!     Ok("deleted")
+//! }
+//!
+//! # fn app(verifier: Verifier) -> Router {
+//! Router::new()
+//!     .route("/posts", post(create))
+//!     .route("/posts/delete", post(delete))
+//!     .route_layer(verifier.layer())
+//!     // or, for every route of a router:
+//!     .merge(Router::new().route("/admin", post(|| async { "ok" }))
+//!         .route_layer(verifier.layer().require_scope("admin")))
+//! # }
+//! ```
+//!
+//! Without a layer, `.layer(axum::Extension(verifier))` lets the
+//! [`Claims`] extractor verify the token itself, so that only the handlers
+//! that take `Claims` require one; `Option<Claims>` makes the token
+//! optional (a bad one is still refused).
+//!
+//! # What is checked
+//!
+//! - The header: `typ` is `at+jwt` or `application/at+jwt` (RFC 9068 §4,
+//!   case-insensitive); `alg` is `EdDSA`, `ES256` or `RS256` (never `none`,
+//!   never an HMAC); `kid` names a key of the key set; no `crit`.
+//! - The algorithm is pinned by the key (`kty`/`crv`: Ed25519 → `EdDSA`,
+//!   P-256 → `ES256`, RSA → `RS256`): a header naming another one is
+//!   refused, never followed.
+//! - The signature.
+//! - The claims: `iss` is the configured issuer, `aud` names the configured
+//!   audience, `exp` is not past and `nbf` not future, with a leeway of at
+//!   most 60 s (60 s by default); `iss`, `sub`, `aud`, `exp`, `iat`, `jti`,
+//!   `client_id` and `scope` are present.
+//!
+//! # The key set
+//!
+//! - Found by [`VerifierBuilder::jwks_url`] (latchkey serves it at
+//!   `/.well-known/jwks.json`) or else by RFC 8414 discovery from the
+//!   issuer.
+//! - Fetched on first use (or by [`Verifier::refresh_keys`]), kept for the
+//!   answer's `Cache-Control: max-age` (5 min when it says nothing, at most
+//!   a day), then refreshed in the background while the old keys still
+//!   serve.
+//! - Fetched again when a token names an unknown `kid` (a key rotated
+//!   in), at most once per [`min_refetch_interval`](VerifierBuilder::min_refetch_interval),
+//!   with a single request in flight however many verifications wait.
+//! - Each fetch is bounded in time ([`fetch_timeout`](VerifierBuilder::fetch_timeout))
+//!   and size ([`max_jwks_bytes`](VerifierBuilder::max_jwks_bytes)); a
+//!   failed one keeps the cached keys in use.
+//!
+//! With keys cached, verifying costs little more than the signature check
+//! itself (see `benches/verify.rs`).
+#![deny(missing_docs)]
+
+mod claims;
+mod error;
+mod fetch;
+mod jwk;
+mod layer;
+mod request;
+mod token;
+mod verifier;
+
+pub use crate::claims::Claims;
+pub use crate::error::{BuildError, Error, FetchError};
+pub use crate::jwk::Algorithm;
+pub use crate::layer::{Auth, AuthLayer, RequireScope, Scope};
+pub use crate::request::Rejection;
+pub use crate::verifier::{
+    Verifier, VerifierBuilder, DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY, DEFAULT_MAX_JWKS_BYTES,
+    DEFAULT_MIN_REFETCH_INTERVAL, MAX_LEEWAY,
+};

@@ -1,0 +1,512 @@
+//! The [`Verifier`]: a key-set cache and the checks every token goes
+//! through.
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::Url;
+use tokio::sync::Mutex;
+
+use crate::claims::{self, Claims, Expectations};
+use crate::error::{BuildError, Error, FetchError};
+use crate::fetch::{self, Bounds};
+use crate::jwk::{self, Keys, VerifyingKey};
+use crate::token;
+
+/// The longest leeway allowed for `exp` and `nbf` (API.md §5).
+pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
+/// The default leeway for `exp` and `nbf`.
+pub const DEFAULT_LEEWAY: Duration = MAX_LEEWAY;
+/// The default shortest time between two fetches of the key set.
+pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// The default bound on one fetch, connection to last byte.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default bound on the size of the key set (and discovery document).
+pub const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
+
+/// Checks latchkey access tokens offline, against the issuer's published
+/// keys.
+///
+/// Cheap to clone (an `Arc` inside): build one per issuer and share it. See
+/// the [crate docs](crate) for an example and for what is checked.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: String,
+    issuer_url: Url,
+    audience: String,
+    jwks_url: Option<Url>,
+    leeway: i64,
+    min_refetch_interval: Duration,
+    bounds: Bounds,
+    token_cookie: Option<String>,
+    client: reqwest::Client,
+    keys: RwLock<Arc<KeySet>>,
+    refresh: Mutex<RefreshState>,
+}
+
+/// One fetched key set. `generation` counts successful fetches, so a caller
+/// that waited for a refresh can tell whether one happened meanwhile.
+struct KeySet {
+    keys: Keys,
+    generation: u64,
+    fresh_until: Option<Instant>,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    last_attempt: Option<Instant>,
+    last_error: Option<FetchError>,
+    /// The `jwks_uri` discovery found (when no JWKS URL was given).
+    discovered: Option<Url>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.inner.issuer)
+            .field("audience", &self.inner.audience)
+            .field("jwks_url", &self.inner.jwks_url.as_ref().map(Url::as_str))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// Starts a [`VerifierBuilder`].
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder::default()
+    }
+
+    /// Verifies `token` (a compact JWS, without `Bearer `) and answers its
+    /// claims.
+    ///
+    /// Fetches the key set on first use, when the cached one has gone stale
+    /// (in the background: the stale keys still serve meanwhile), and when
+    /// the token names a key not in it (at most once per
+    /// [`min_refetch_interval`](VerifierBuilder::min_refetch_interval), one
+    /// request however many callers wait). With keys cached, no I/O happens.
+    ///
+    /// # Errors
+    ///
+    /// Why the token was refused; [`Error::KeysUnavailable`] when there were
+    /// no keys to check it with.
+    pub async fn verify(&self, token: &str) -> Result<Claims, Error> {
+        let parsed = token::parse(token)?;
+        let key = self.key(&parsed.kid).await?;
+        let payload = parsed.verify(&key)?;
+        let expect = Expectations {
+            issuer: &self.inner.issuer,
+            audience: &self.inner.audience,
+            leeway: self.inner.leeway,
+        };
+        claims::check(&payload, &expect, unix_now())
+    }
+
+    /// Fetches the key set now (single flight, but regardless of the
+    /// refetch interval): call it at start-up to fail early or to warm the
+    /// cache.
+    ///
+    /// # Errors
+    ///
+    /// Why the fetch failed; previously cached keys are kept.
+    pub async fn refresh_keys(&self) -> Result<(), FetchError> {
+        let seen = self.inner.current().generation;
+        Inner::refresh_detached(&self.inner, seen, true)
+            .await
+            .map(|_| ())
+    }
+
+    /// The ids (`kid`) of the keys cached now.
+    pub fn cached_kids(&self) -> Vec<String> {
+        self.inner.current().keys.keys().cloned().collect()
+    }
+
+    /// The configured issuer.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The configured audience.
+    pub fn audience(&self) -> &str {
+        &self.inner.audience
+    }
+
+    /// The cookie also read for a token when there is no `Authorization`
+    /// header, if one was configured.
+    pub fn token_cookie(&self) -> Option<&str> {
+        self.inner.token_cookie.as_deref()
+    }
+
+    async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, Error> {
+        let set = self.inner.current();
+        if let Some(key) = set.keys.get(kid) {
+            if set.fresh_until.is_none_or(|t| Instant::now() >= t) {
+                self.inner.refresh_in_background(set.generation);
+            }
+            return Ok(key.clone());
+        }
+        // Unknown kid, or nothing fetched yet: wait for a refetch.
+        let set = match Inner::refresh_detached(&self.inner, set.generation, false).await {
+            Ok(set) => set,
+            Err(e) => {
+                let cached = self.inner.current();
+                if cached.keys.is_empty() {
+                    return Err(Error::KeysUnavailable(e));
+                }
+                cached
+            }
+        };
+        set.keys
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| Error::UnknownKey(kid.to_owned()))
+    }
+}
+
+impl Inner {
+    fn current(&self) -> Arc<KeySet> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Refreshes in a task of its own, so that a caller that goes away
+    /// (a closed connection) does not cancel a fetch others wait on.
+    async fn refresh_detached(
+        this: &Arc<Self>,
+        seen: u64,
+        force: bool,
+    ) -> Result<Arc<KeySet>, FetchError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return this.refresh(seen, force).await;
+        }
+        let inner = this.clone();
+        match tokio::spawn(async move { inner.refresh(seen, force).await }).await {
+            Ok(result) => result,
+            Err(e) => Err(FetchError::Transport {
+                url: this.jwks_name(),
+                message: format!("the fetch task failed: {e}"),
+            }),
+        }
+    }
+
+    /// A stale set still serves; one task refreshes it when the interval
+    /// allows and no refresh is running.
+    fn refresh_in_background(self: &Arc<Self>, seen: u64) {
+        let Ok(state) = self.refresh.try_lock() else {
+            return;
+        };
+        if !self.may_fetch(&state) {
+            return;
+        }
+        drop(state);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let inner = self.clone();
+            tokio::spawn(async move {
+                let _ = inner.refresh(seen, false).await;
+            });
+        }
+    }
+
+    fn may_fetch(&self, state: &RefreshState) -> bool {
+        state
+            .last_attempt
+            .is_none_or(|at| at.elapsed() >= self.min_refetch_interval)
+    }
+
+    /// The single flight: callers queue on the lock; the first fetches, the
+    /// others find the new generation (or the interval not yet over) and
+    /// answer without fetching.
+    async fn refresh(&self, seen: u64, force: bool) -> Result<Arc<KeySet>, FetchError> {
+        let mut state = self.refresh.lock().await;
+        let current = self.current();
+        if !force {
+            if current.generation != seen {
+                return Ok(current);
+            }
+            if !self.may_fetch(&state) {
+                return match &state.last_error {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(current),
+                };
+            }
+        }
+        state.last_attempt = Some(Instant::now());
+        match self.fetch(&mut state).await {
+            Ok((keys, max_age)) => {
+                tracing::debug!(keys = keys.len(), ?max_age, "fetched the JWKS");
+                let set = Arc::new(KeySet {
+                    keys,
+                    generation: current.generation + 1,
+                    fresh_until: Some(Instant::now() + max_age),
+                });
+                *self.keys.write().unwrap_or_else(PoisonError::into_inner) = set.clone();
+                state.last_error = None;
+                Ok(set)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS fetch failed; the cached keys stay in use");
+                state.last_error = Some(e.clone());
+                // Discover again next time: the document may have moved.
+                state.discovered = None;
+                Err(e)
+            }
+        }
+    }
+
+    async fn fetch(&self, state: &mut RefreshState) -> Result<(Keys, Duration), FetchError> {
+        let url = match (&self.jwks_url, &state.discovered) {
+            (Some(url), _) | (None, Some(url)) => url.clone(),
+            (None, None) => {
+                let url =
+                    fetch::discover(&self.client, &self.issuer_url, &self.issuer, self.bounds)
+                        .await?;
+                state.discovered = Some(url.clone());
+                url
+            }
+        };
+        let (body, headers) = fetch::get(&self.client, &url, self.bounds).await?;
+        let keys = jwk::parse_set(&body).map_err(|message| FetchError::Invalid {
+            url: url.to_string(),
+            message,
+        })?;
+        if keys.is_empty() {
+            return Err(FetchError::NoUsableKeys {
+                url: url.to_string(),
+            });
+        }
+        Ok((keys, fetch::max_age(&headers)))
+    }
+
+    fn jwks_name(&self) -> String {
+        match &self.jwks_url {
+            Some(url) => url.to_string(),
+            None => fetch::discovery_url(&self.issuer_url).to_string(),
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Configures a [`Verifier`]. `issuer` and `audience` are required; the
+/// key set is found by discovery from the issuer unless
+/// [`jwks_url`](Self::jwks_url) is given.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct VerifierBuilder {
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwks_url: Option<String>,
+    leeway: Duration,
+    min_refetch_interval: Duration,
+    fetch_timeout: Duration,
+    max_jwks_bytes: usize,
+    token_cookie: Option<String>,
+    client: Option<reqwest::Client>,
+}
+
+impl Default for VerifierBuilder {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            jwks_url: None,
+            leeway: DEFAULT_LEEWAY,
+            min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            max_jwks_bytes: DEFAULT_MAX_JWKS_BYTES,
+            token_cookie: None,
+            client: None,
+        }
+    }
+}
+
+impl VerifierBuilder {
+    /// The issuer tokens must name in `iss`, exactly (latchkey's is its
+    /// public URL, such as `https://login.example.com`). Without
+    /// [`jwks_url`](Self::jwks_url), the key set is found from its RFC 8414
+    /// metadata at `{issuer}/.well-known/oauth-authorization-server`.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The audience tokens must name in `aud` (latchkey's `audience`
+    /// setting, by default its issuer URL).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Where the key set is, such as
+    /// `https://login.example.com/.well-known/jwks.json`; skips discovery.
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// Clock skew allowed on `exp` and `nbf`: at most 60 s, 60 s by default.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The shortest time between two fetches of the key set (30 s by
+    /// default): a flood of tokens with unknown `kid`s makes at most one
+    /// fetch per interval.
+    pub fn min_refetch_interval(mut self, interval: Duration) -> Self {
+        self.min_refetch_interval = interval;
+        self
+    }
+
+    /// The bound on one fetch, from connecting to the last byte (5 s by
+    /// default).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// The bound on the size of the key set and of the discovery document
+    /// (64 KiB by default).
+    pub fn max_jwks_bytes(mut self, bytes: usize) -> Self {
+        self.max_jwks_bytes = bytes;
+        self
+    }
+
+    /// Also takes the token from this cookie (latchkey's is `accessToken`)
+    /// when a request has no `Authorization: Bearer` header.
+    ///
+    /// A cookie is sent by the browser on cross-site requests too: protect
+    /// state-changing routes that accept it against CSRF (latchkey's cookies
+    /// are `SameSite`, which helps only when the API shares their site).
+    pub fn token_cookie(mut self, name: impl Into<String>) -> Self {
+        self.token_cookie = Some(name.into());
+        self
+    }
+
+    /// The HTTP client to fetch with (for a proxy or extra root
+    /// certificates); the fetch timeout and size bound still apply.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Checks the settings and builds the verifier. Nothing is fetched
+    /// yet: the first [`verify`](Verifier::verify) does it, or
+    /// [`refresh_keys`](Verifier::refresh_keys).
+    ///
+    /// # Errors
+    ///
+    /// A missing issuer or audience, a leeway over 60 s, a URL that is not
+    /// absolute `http(s)`, an HTTP client that cannot be built.
+    pub fn build(self) -> Result<Verifier, BuildError> {
+        let issuer = self.issuer.ok_or(BuildError::MissingIssuer)?;
+        let audience = self.audience.ok_or(BuildError::MissingAudience)?;
+        if self.leeway > MAX_LEEWAY {
+            return Err(BuildError::LeewayTooLarge(self.leeway));
+        }
+        let issuer_url = http_url(&issuer)?;
+        let jwks_url = self.jwks_url.as_deref().map(http_url).transpose()?;
+        let client = match self.client {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .timeout(self.fetch_timeout)
+                .connect_timeout(self.fetch_timeout)
+                .redirect(reqwest::redirect::Policy::limited(3))
+                .user_agent(concat!("latchkey-verify/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| BuildError::Client(e.to_string()))?,
+        };
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(60);
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                issuer,
+                issuer_url,
+                audience,
+                jwks_url,
+                leeway,
+                min_refetch_interval: self.min_refetch_interval,
+                bounds: Bounds {
+                    timeout: self.fetch_timeout,
+                    max_bytes: self.max_jwks_bytes,
+                },
+                token_cookie: self.token_cookie,
+                client,
+                keys: RwLock::new(Arc::new(KeySet {
+                    keys: Keys::new(),
+                    generation: 0,
+                    fresh_until: None,
+                })),
+                refresh: Mutex::new(RefreshState::default()),
+            }),
+        })
+    }
+}
+
+fn http_url(text: &str) -> Result<Url, BuildError> {
+    let invalid = |message| BuildError::InvalidUrl {
+        url: text.to_owned(),
+        message,
+    };
+    let url = Url::parse(text).map_err(|_| invalid("not an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("not http or https"));
+    }
+    if url.host_str().is_none() {
+        return Err(invalid("no host"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn base() -> VerifierBuilder {
+        Verifier::builder()
+            .issuer("https://login.example.com")
+            .audience("https://api.example.com")
+    }
+
+    #[test]
+    fn the_builder_refuses_what_cannot_be_checked() {
+        assert_eq!(
+            Verifier::builder().audience("a").build().unwrap_err(),
+            BuildError::MissingIssuer
+        );
+        assert_eq!(
+            Verifier::builder().issuer("https://i").build().unwrap_err(),
+            BuildError::MissingAudience
+        );
+        assert_eq!(
+            base().leeway(Duration::from_secs(61)).build().unwrap_err(),
+            BuildError::LeewayTooLarge(Duration::from_secs(61))
+        );
+        assert!(base().leeway(Duration::ZERO).build().is_ok());
+        assert!(matches!(
+            base().jwks_url("/jwks.json").build(),
+            Err(BuildError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            base().jwks_url("ftp://x/jwks.json").build(),
+            Err(BuildError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            Verifier::builder().issuer("login").audience("a").build(),
+            Err(BuildError::InvalidUrl { .. })
+        ));
+        let v = base().token_cookie("accessToken").build().unwrap();
+        assert_eq!(v.token_cookie(), Some("accessToken"));
+        assert!(v.cached_kids().is_empty());
+    }
+}

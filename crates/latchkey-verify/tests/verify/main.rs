@@ -1,0 +1,9 @@
+//! latchkey-verify against a real latchkey server and against a JWKS
+//! server of the test's own.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+mod http;
+mod jwks;
+mod latchkey;
+mod tokens;
