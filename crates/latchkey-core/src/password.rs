@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
+#[cfg(test)]
+use argon2::password_hash::PasswordHasher as _;
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
@@ -28,13 +30,10 @@ pub struct PasswordHasher {
     admission: Arc<Semaphore>,
     workers: Arc<Semaphore>,
     admission_size: usize,
-    worker_count: usize,
     /// A hash of a random password, checked for unknown users so that they
     /// cost the same as known ones.
     decoy_hash: Arc<String>,
-    /// Argon2 working memory (19 MiB each), reused: a fresh allocation per
-    /// login costs page faults and zeroing, about a tenth of a hash.
-    memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    memory: Arc<MemoryPool>,
 }
 
 impl PasswordHasher {
@@ -47,15 +46,19 @@ impl PasswordHasher {
         let mut decoy = [0u8; 32];
         argon2::password_hash::rand_core::RngCore::fill_bytes(&mut OsRng, &mut decoy);
         let decoy_password = base64_url(&decoy);
-        let decoy_hash = hash_with(&params, &decoy_password)?;
+        let memory = Arc::new(MemoryPool {
+            sets: Mutex::new(Vec::new()),
+            keep: workers,
+        });
+        let decoy_hash =
+            memory.with(|blocks| hash_with_memory(&params, decoy_password.as_bytes(), blocks))?;
         Ok(Self {
             params,
             admission: Arc::new(Semaphore::new(workers + queue)),
             workers: Arc::new(Semaphore::new(workers)),
             admission_size: workers + queue,
-            worker_count: workers,
             decoy_hash: Arc::new(decoy_hash),
-            memory: Arc::new(Mutex::new(Vec::new())),
+            memory,
         })
     }
 
@@ -68,7 +71,11 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &str) -> Result<String, ServiceError> {
         let password = zeroize::Zeroizing::new(password.to_owned());
         let params = self.params.clone();
-        self.run(move || hash_with(&params, &password)).await?
+        let memory = self.memory.clone();
+        self.run(move || {
+            memory.with(|blocks| hash_with_memory(&params, password.as_bytes(), blocks))
+        })
+        .await?
     }
 
     /// Checks a password against a stored PHC string, or against the decoy
@@ -87,19 +94,10 @@ impl PasswordHasher {
             .unwrap_or_else(|| self.decoy_hash.as_ref().clone());
         let params = self.params.clone();
         let memory = self.memory.clone();
-        let keep = self.worker_count;
         self.run(move || {
-            let mut blocks = memory
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop()
-                .unwrap_or_default();
             // The decoy must cost a real verification too: it runs either way.
-            let matched = matches_phc(&phc, password.as_bytes(), &mut blocks) && known;
-            let mut pool = memory.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.len() < keep {
-                pool.push(blocks);
-            }
+            let matched =
+                memory.with(|blocks| matches_phc(&phc, password.as_bytes(), blocks)) && known;
             let needs_rehash = matched
                 && PasswordHash::new(&phc)
                     .ok()
@@ -188,6 +186,63 @@ fn matches_phc(phc: &str, password: &[u8], blocks: &mut Vec<Block>) -> bool {
         ))
 }
 
+/// Argon2 working memory (19 MiB a block set), one set per worker, reused:
+/// a fresh allocation per hash costs page faults and zeroing, and memory the
+/// allocator's per-thread arenas keep for good.
+struct MemoryPool {
+    sets: Mutex<Vec<Vec<Block>>>,
+    keep: usize,
+}
+
+impl MemoryPool {
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<Block>) -> T) -> T {
+        let mut blocks = self
+            .sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        let out = f(&mut blocks);
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        if sets.len() < self.keep {
+            sets.push(blocks);
+        }
+        out
+    }
+}
+
+/// A PHC string for `password`, computed in `blocks` (grown as needed).
+fn hash_with_memory(
+    params: &Params,
+    password: &[u8],
+    blocks: &mut Vec<Block>,
+) -> Result<String, ServiceError> {
+    let failed = |e: &dyn std::fmt::Display| ServiceError::Internal(format!("argon2: {e}"));
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut salt_buf)
+        .map_err(|e| failed(&e))?;
+    let needed = params.block_count();
+    if blocks.len() < needed {
+        blocks.resize(needed, Block::default());
+    }
+    let mut out = [0u8; 32];
+    argon2_with(params)
+        .hash_password_into_with_memory(password, salt_bytes, &mut out, &mut blocks[..needed])
+        .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+#[cfg(test)]
 fn hash_with(params: &Params, password: &str) -> Result<String, ServiceError> {
     let salt = SaltString::generate(&mut OsRng);
     argon2_with(params)
