@@ -86,3 +86,17 @@ async fn a_token_of_another_latchkey_is_refused() {
         Err(Error::UnknownKey(_))
     ));
 }
+
+#[tokio::test]
+async fn finds_the_keys_through_latchkeys_own_discovery_document() {
+    let server = Latchkey::spawn(&[]).await;
+    let login = server.user("alice").await;
+    // No JWKS URL: the issuer's RFC 8414 document names it.
+    let verifier = Verifier::builder()
+        .issuer(&server.url)
+        .audience(&server.url)
+        .build()
+        .unwrap();
+    let claims = verifier.verify(&login.access_token).await.unwrap();
+    assert_eq!(claims.sub, login.user_id);
+}
