@@ -45,16 +45,15 @@ impl MasterKey {
     }
 
     /// A sub-key for one purpose, so the master key itself is never used twice.
-    pub fn derive(&self, purpose: &'static str) -> Zeroizing<[u8; 32]> {
+    pub fn derive(&self, purpose: &'static str) -> Result<Zeroizing<[u8; 32]>, ServiceError> {
         let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey");
         let prk = salt.extract(self.0.as_ref());
         let mut out = Zeroizing::new([0u8; 32]);
         let info = [purpose.as_bytes()];
-        // HKDF-SHA256 can always expand to 32 bytes.
-        if let Ok(okm) = prk.expand(&info, HkdfLen) {
-            let _ = okm.fill(out.as_mut());
-        }
-        out
+        prk.expand(&info, HkdfLen)
+            .and_then(|okm| okm.fill(out.as_mut()))
+            .map_err(|_| ServiceError::Internal("key derivation failed".into()))?;
+        Ok(out)
     }
 
     /// Encrypts `plain` (AES-256-GCM, random nonce, `label` bound as AAD).
@@ -97,7 +96,7 @@ impl MasterKey {
     }
 
     fn aead_key(&self) -> Result<LessSafeKey, ServiceError> {
-        let sub = self.derive("signing-key-encryption");
+        let sub = self.derive("signing-key-encryption")?;
         UnboundKey::new(&AES_256_GCM, sub.as_ref())
             .map(LessSafeKey::new)
             .map_err(|_| ServiceError::Internal("bad AEAD key".into()))
@@ -155,6 +154,17 @@ mod tests {
         assert!(key.open("kid-2", &sealed).is_err());
         assert!(other.open("kid-1", &sealed).is_err());
         assert!(key.open("kid-1", &sealed[..5]).is_err());
+    }
+
+    #[test]
+    fn derived_keys_are_stable_and_differ_by_purpose() {
+        let key =
+            MasterKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
+                .unwrap();
+        let a = key.derive("a").unwrap();
+        assert_eq!(a, key.derive("a").unwrap());
+        assert_ne!(a, key.derive("b").unwrap());
+        assert_ne!(*a, [0u8; 32]);
     }
 
     #[test]

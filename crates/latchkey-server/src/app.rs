@@ -60,7 +60,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn refresh_secret(config: &Config, store: &dyn Store) -> anyhow::Result<RefreshSecret> {
     if let Some(master) = &config.master_key {
         return Ok(RefreshSecret::new(
-            master.derive("refresh-token-mac").as_ref(),
+            master.derive("refresh-token-mac")?.as_ref(),
         ));
     }
     let sqlite_file = if config.is_postgres() {
