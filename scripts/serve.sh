@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 . scripts/lib/toolchain.sh
 ensure_rust
 cargo build --release --quiet -p latchkey-server
-exec target/release/latchkey serve --cookie-secure false "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/latchkey" serve --cookie-secure false "$@"
