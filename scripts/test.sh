@@ -31,6 +31,16 @@ install_interop_clients() {
 }
 install_interop_clients
 
+# The real-browser tests of the demo (tests/e2e/): Debian's Chromium (never a
+# downloaded browser) and playwright-core from the lock.
+apt_install chromium
+e2e_lock=tests/e2e/package-lock.json
+e2e_stamp=tests/e2e/node_modules/.latchkey-installed-lock
+if ! cmp -s "$e2e_lock" "$e2e_stamp"; then
+  npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error >/dev/null </dev/null
+  cp "$e2e_lock" "$e2e_stamp"
+fi
+
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
 # The same HTTP suite again, every in-process server on PostgreSQL (the
@@ -38,3 +48,6 @@ cargo test --workspace --doc
 # store themselves).
 LATCHKEY_TEST_STORE=postgres cargo test -p latchkey-server --test api -- \
   --skip binary:: --skip interop:: --skip nodes::
+# The demo in a real browser: login, silent refresh, two tabs, logout.
+cargo build -p latchkey-server -p latchkey-demo
+node --test tests/e2e/
