@@ -50,4 +50,4 @@ LATCHKEY_TEST_STORE=postgres cargo test -p latchkey-server --test api -- \
   --skip binary:: --skip interop:: --skip nodes::
 # The demo in a real browser: login, silent refresh, two tabs, logout.
 cargo build -p latchkey-server -p latchkey-demo
-node --test tests/e2e/
+LATCHKEY_BIN_DIR="${CARGO_TARGET_DIR:-target}/debug" node --test tests/e2e/
