@@ -339,10 +339,6 @@ impl KeyRing {
             .map(|k| k.jwk.clone())
             .collect()
     }
-
-    pub fn get(&self, kid: &str) -> Option<&LoadedKey> {
-        self.keys.get(*self.by_kid.get(kid)?)
-    }
 }
 
 fn decoding_key(jwk: &PublicJwk) -> Result<DecodingKey, ServiceError> {

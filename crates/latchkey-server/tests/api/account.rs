@@ -184,6 +184,18 @@ async fn sessions_list_the_live_devices_with_the_current_one_marked() {
     assert_eq!(phone_row["user_agent"], "Phone/1.0");
     assert_eq!(phone_row["ip"], "127.0.0.1");
     assert_eq!(phone_row["current"], false);
+    // expires_at: the earlier of idle (7 d after last use) and absolute (30 d) expiry.
+    let at = |key: &str| {
+        time::OffsetDateTime::parse(
+            phone_row[key].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        at("expires_at") - at("last_used_at"),
+        time::Duration::days(7)
+    );
     assert_eq!(sessions[1]["current"], true);
     for key in ["created_at", "last_used_at", "expires_at"] {
         assert!(phone_row[key].as_str().unwrap().ends_with('Z'));

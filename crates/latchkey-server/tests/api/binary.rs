@@ -177,6 +177,17 @@ async fn serve_prints_where_it_listens_and_stops_gracefully_on_sigterm() {
 }
 
 #[tokio::test]
+async fn serve_stops_gracefully_on_sigint_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir, &[]);
+    server.signal("INT");
+    let status = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
 async fn a_killed_server_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &[]);

@@ -247,4 +247,7 @@ async fn refresh_ignores_the_request_content_type_and_body() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // It carries tokens: never cached.
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["pragma"], "no-cache");
 }
