@@ -26,6 +26,8 @@ pub enum AuditEvent {
     UserEnabled,
     KeyRotated,
     KeyRetired,
+    /// Keys no live token can need, deleted by the prune job.
+    KeyDeleted,
 }
 
 impl AuditEvent {
@@ -48,6 +50,7 @@ impl AuditEvent {
             Self::UserEnabled => "user_enabled",
             Self::KeyRotated => "key_rotated",
             Self::KeyRetired => "key_retired",
+            Self::KeyDeleted => "key_deleted",
         }
     }
 }

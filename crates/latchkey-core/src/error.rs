@@ -50,6 +50,9 @@ pub enum ServiceError {
     /// OAuth: a grant that does not hold (wrong password, bad refresh token).
     #[error("{0}")]
     InvalidGrant(&'static str),
+    /// RFC 6750: the token is good but lacks this scope.
+    #[error("this needs a token of the web client, or one with the {0} scope")]
+    InsufficientScope(&'static str),
 }
 
 impl ServiceError {

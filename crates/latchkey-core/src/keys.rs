@@ -407,6 +407,24 @@ pub fn state_of(
     }
 }
 
+/// The keys no live token can need any more, which may leave the store:
+/// expired ones, and purged ones once every token they signed has expired
+/// anyway (until then a purged key's record says why such tokens fail).
+pub fn deletable(records: &[KeyRecord], now: OffsetDateTime, access_ttl: Duration) -> Vec<String> {
+    let all: Vec<&KeyRecord> = records.iter().collect();
+    records
+        .iter()
+        .filter(|key| match state_of(key, &all, now, access_ttl) {
+            KeyState::Expired => true,
+            KeyState::Purged => key
+                .purged_at
+                .is_some_and(|at| at + access_ttl + VERIFIER_LEEWAY <= now),
+            _ => false,
+        })
+        .map(|key| key.kid.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,5 +501,28 @@ mod tests {
         // And it supersedes nothing when its time comes.
         let old = key(SigningAlg::EdDsa, 0, 0);
         assert_eq!(states(&[old, pending], 200), [Signing, Expired]);
+    }
+
+    #[test]
+    fn only_keys_no_live_token_needs_are_deletable() {
+        let old = key(SigningAlg::EdDsa, 0, 0);
+        let new = key(SigningAlg::EdDsa, 100, 400);
+        let ring = [old.clone(), new.clone()];
+        assert!(deletable(&ring, at(400 + 900 + 59), TTL).is_empty());
+        assert_eq!(
+            deletable(&ring, at(400 + 900 + 60), TTL),
+            [old.kid.as_str()]
+        );
+        // A purged key leaves once its tokens would have expired anyway.
+        let mut purged = new;
+        purged.purged_at = Some(at(500));
+        let ring = [old.clone(), purged.clone()];
+        let gone = deletable(&ring, at(500 + 900 + 59), TTL);
+        assert!(!gone.contains(&purged.kid), "{gone:?}");
+        let gone = deletable(&ring, at(500 + 900 + 60), TTL);
+        assert!(gone.contains(&purged.kid), "{gone:?}");
+        // Never the signing key, nor one waiting to sign.
+        let pending = key(SigningAlg::EdDsa, 0, 10_000);
+        assert!(deletable(&[old, pending], at(5_000), TTL).is_empty());
     }
 }

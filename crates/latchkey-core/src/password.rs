@@ -67,11 +67,50 @@ impl PasswordHasher {
         self.admission_size - self.admission.available_permits()
     }
 
+    /// Takes a place in the queue, or answers [`ServiceError::Busy`] at
+    /// once when it is full. Taken before anything else is done for a
+    /// login, so that a flood costs nothing past the queue.
+    pub fn admit(&self) -> Result<Admitted, ServiceError> {
+        let permit =
+            self.admission
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| ServiceError::Busy {
+                    retry_after: BUSY_RETRY_AFTER,
+                })?;
+        Ok(Admitted {
+            hasher: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// A PHC string for a new password.
+    pub async fn hash(&self, password: &str) -> Result<String, ServiceError> {
+        self.admit()?.hash(password).await
+    }
+
+    /// [`Admitted::verify`], queueing first.
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+    ) -> Result<Verified, ServiceError> {
+        self.admit()?.verify(password, stored).await
+    }
+}
+
+/// A place in the hashing queue: the hashes it runs wait for a worker.
+pub struct Admitted {
+    hasher: PasswordHasher,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Admitted {
     /// A PHC string for a new password.
     pub async fn hash(&self, password: &str) -> Result<String, ServiceError> {
         let password = zeroize::Zeroizing::new(password.to_owned());
-        let params = self.params.clone();
-        let memory = self.memory.clone();
+        let params = self.hasher.params.clone();
+        let memory = self.hasher.memory.clone();
         self.run(move || {
             memory.with(|blocks| hash_with_memory(&params, password.as_bytes(), blocks))
         })
@@ -91,9 +130,9 @@ impl PasswordHasher {
         let known = stored.is_some();
         let phc = stored
             .map(str::to_owned)
-            .unwrap_or_else(|| self.decoy_hash.as_ref().clone());
-        let params = self.params.clone();
-        let memory = self.memory.clone();
+            .unwrap_or_else(|| self.hasher.decoy_hash.as_ref().clone());
+        let params = self.hasher.params.clone();
+        let memory = self.hasher.memory.clone();
         self.run(move || {
             // The decoy must cost a real verification too: it runs either way.
             let matched =
@@ -118,14 +157,8 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
-        let _admitted =
-            self.admission
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| ServiceError::Busy {
-                    retry_after: BUSY_RETRY_AFTER,
-                })?;
         let _worker = self
+            .hasher
             .workers
             .clone()
             .acquire_owned()

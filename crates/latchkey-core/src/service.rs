@@ -1,9 +1,12 @@
 //! The session service: every rule of API.md sections 1, 3 and 5 that is
 //! not about HTTP. The HTTP layer and the CLI are two doors into it.
 
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use ipnet::Ipv6Net;
 use latchkey_proto::{AccessClaims, PublicJwk};
 use time::OffsetDateTime;
 
@@ -16,8 +19,8 @@ use crate::password::PasswordHasher;
 use crate::policy::{Policy, KEY_PICKUP_INTERVAL, WEB_CLIENT_ID};
 use crate::refresh::{self, ParsedRefreshToken};
 use crate::store::{
-    Advance, PruneCutoffs, Pruned, RevokeScope, SessionRecord, SessionWithUser, Store, StoreError,
-    UserRecord,
+    Advance, DeadSessions, LoginAttempt, LoginLimit, Pruned, RevokeScope, SessionRecord,
+    SessionWithUser, Store, StoreError, UserRecord,
 };
 use crate::tokens::{self, Expectations, VerifiedTokens};
 use crate::validate::{LoginPassword, NewPassword, Username};
@@ -50,6 +53,23 @@ pub struct Authenticated {
     pub session: SessionRecord,
 }
 
+/// The scope that lets a third-party client's token manage the account.
+pub const ACCOUNT_SCOPE: &str = "account";
+
+impl Authenticated {
+    /// Sessions, logout everywhere, the password and the rest of `/v1/me/`
+    /// take the `web` client's token, or one granted the `account` scope:
+    /// an app the user merely let read their profile cannot lock them out.
+    pub fn require_account_access(&self) -> Result<(), ServiceError> {
+        let first_party = self.claims.client_id == WEB_CLIENT_ID;
+        if first_party || self.claims.scope.split(' ').any(|s| s == ACCOUNT_SCOPE) {
+            Ok(())
+        } else {
+            Err(ServiceError::InsufficientScope(ACCOUNT_SCOPE))
+        }
+    }
+}
+
 /// A key and where it stands, for `key list`.
 #[derive(Debug, Clone)]
 pub struct KeyStatus {
@@ -58,6 +78,9 @@ pub struct KeyStatus {
 }
 
 const SALT_LEN: usize = 16;
+
+/// Rows a prune statement deletes at most: a few milliseconds of the store.
+pub const PRUNE_BATCH: u32 = 2_000;
 
 mod oauth;
 
@@ -73,6 +96,8 @@ pub struct Service {
     ring: RwLock<Arc<KeyRing>>,
     verified: VerifiedTokens,
     events: Option<Arc<dyn EventSink>>,
+    /// Live sessions at the last count (`u64::MAX`: never counted).
+    live_sessions: AtomicU64,
 }
 
 /// Told of every security event (the audit log's), e.g. to count them.
@@ -98,6 +123,7 @@ impl Service {
             ring: RwLock::new(Arc::new(KeyRing::default())),
             verified: VerifiedTokens::default(),
             events: None,
+            live_sessions: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -107,13 +133,21 @@ impl Service {
         self
     }
 
-    /// Live sessions of all users, now.
-    pub async fn count_live_sessions(&self) -> Result<u64, ServiceError> {
+    /// Counts the live sessions of all users (a scan of the sessions
+    /// table: done in the background, never per scrape).
+    pub async fn recount_live_sessions(&self) -> Result<u64, ServiceError> {
         let now = self.now();
-        Ok(self
+        let n = self
             .store
             .count_live_sessions(now, now - self.policy.refresh_ttl)
-            .await?)
+            .await?;
+        self.live_sessions.store(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Live sessions at the last [`Service::recount_live_sessions`].
+    pub fn live_sessions_counted(&self) -> Option<u64> {
+        Some(self.live_sessions.load(Ordering::Relaxed)).filter(|n| *n != u64::MAX)
     }
 
     pub fn policy(&self) -> &Policy {
@@ -166,6 +200,24 @@ impl Service {
             self.reload_keys().await?;
         }
         Ok(())
+    }
+
+    /// Keys stored in clear that a token may still need or that may sign:
+    /// made before a master key was set.
+    pub async fn unencrypted_live_keys(&self) -> Result<Vec<String>, ServiceError> {
+        Ok(self
+            .list_keys()
+            .await?
+            .into_iter()
+            .filter(|k| !k.record.encrypted)
+            .filter(|k| {
+                matches!(
+                    k.state,
+                    KeyState::Signing | KeyState::Pending | KeyState::Retired
+                )
+            })
+            .map(|k| k.record.kid)
+            .collect())
     }
 
     /// The public keys of the JWKS.
@@ -297,6 +349,7 @@ impl Service {
             username: username.as_str().to_owned(),
             username_key: username.key().to_owned(),
             password_hash: hash,
+            password_version: 0,
             created_at: self.now(),
             disabled_at: None,
         };
@@ -350,7 +403,7 @@ impl Service {
             except: None,
         };
         self.store
-            .set_password_hash(&user.id, &hash, Some((scope, now, "password_set")))
+            .set_password_hash(&user.id, &hash, scope, now, "password_set")
             .await?;
         self.audit(
             AuditRecord::new(AuditEvent::PasswordChanged, now)
@@ -363,34 +416,53 @@ impl Service {
 
     // ---- login, refresh, logout ------------------------------------------
 
+    /// The login limit's key: the username and the client's address, IPv6
+    /// by its /64 (one host's share of a network).
     fn rate_key(username: &Username, ctx: &RequestContext) -> String {
-        // Usernames hold no control character: U+001F cannot be forged into one.
-        format!("{}\u{1f}{}", username.key(), ctx.ip)
-    }
-
-    /// Refuses with 429 while the (username, address) pair is over the limit.
-    async fn check_rate_limit(&self, key: &str, now: OffsetDateTime) -> Result<bool, ServiceError> {
-        let Some(failures) = self.store.login_failures(key).await? else {
-            return Ok(false);
+        let address = match ctx.ip.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+            Ok(IpAddr::V6(v6)) => Ipv6Net::new(v6, 64)
+                .map(|net| net.trunc().to_string())
+                .unwrap_or_else(|_| v6.to_string()),
+            Ok(v4) => v4.to_string(),
+            Err(_) => ctx.ip.clone(),
         };
-        let window_end = failures.window_started_at + self.policy.login_window;
-        if window_end <= now {
-            return Ok(true);
-        }
-        if failures.count >= self.policy.login_max_failures {
-            let left = (window_end - now).unsigned_abs();
-            return Err(ServiceError::RateLimited {
-                retry_after: round_up_secs(left),
-            });
-        }
-        Ok(true)
+        // Usernames hold no control character: U+001F cannot be forged into one.
+        format!("{}\u{1f}{address}", username.key())
     }
 
-    async fn count_failure(&self, key: &str, now: OffsetDateTime) -> Result<(), ServiceError> {
-        self.store
-            .record_login_failure(key, now, now - self.policy.login_window)
-            .await?;
-        Ok(())
+    /// Counts an attempt before its password is checked, so that however
+    /// many race, at most `login_max_failures` of them are checked in a
+    /// window. The first refusal of a window is audited, not every one.
+    async fn reserve_attempt(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        ctx: &RequestContext,
+    ) -> Result<(), ServiceError> {
+        let limit = LoginLimit {
+            key,
+            now,
+            window_start_after: now - self.policy.login_window,
+            max_attempts: self.policy.login_max_failures,
+        };
+        match self.store.reserve_login_attempt(limit).await? {
+            LoginAttempt::Allowed => Ok(()),
+            LoginAttempt::Refused {
+                window_started_at,
+                first,
+            } => {
+                let record = AuditRecord::new(AuditEvent::LoginRateLimited, now).ip(&ctx.ip);
+                if first {
+                    self.audit(record).await;
+                } else if let Some(sink) = &self.events {
+                    sink.event(&record.event);
+                }
+                let left = (window_started_at + self.policy.login_window - now).unsigned_abs();
+                Err(ServiceError::RateLimited {
+                    retry_after: round_up_secs(left).max(Duration::from_secs(1)),
+                })
+            }
+        }
     }
 
     /// `POST /v1/auth/login`: checks the password and opens a session of
@@ -418,19 +490,13 @@ impl Service {
     ) -> Result<Issued, ServiceError> {
         let username = Username::parse(username)?;
         let password = LoginPassword::parse(password)?;
+        // The queue first: past it, an attempt costs nothing, not even a row.
+        let hashing = self.hasher.admit()?;
         let now = self.now();
         let rate_key = Self::rate_key(&username, ctx);
-        let had_failures = match self.check_rate_limit(&rate_key, now).await {
-            Ok(had) => had,
-            Err(e) => {
-                self.audit(AuditRecord::new(AuditEvent::LoginRateLimited, now).ip(&ctx.ip))
-                    .await;
-                return Err(e);
-            }
-        };
+        self.reserve_attempt(&rate_key, now, ctx).await?;
         let user = self.store.user_by_key(username.key()).await?;
-        let verified = self
-            .hasher
+        let verified = hashing
             .verify(
                 password.expose(),
                 user.as_ref().map(|u| u.password_hash.as_str()),
@@ -439,7 +505,6 @@ impl Service {
         let user = match user {
             Some(user) if verified.matched && user.disabled_at.is_none() => user,
             other => {
-                self.count_failure(&rate_key, now).await?;
                 let mut row = AuditRecord::new(AuditEvent::LoginFailed, now).ip(&ctx.ip);
                 if let Some(u) = &other {
                     row = row.user(&u.id);
@@ -448,14 +513,15 @@ impl Service {
                 return Err(ServiceError::InvalidCredentials);
             }
         };
-        if had_failures {
-            self.store.clear_login_failures(&rate_key).await?;
-        }
+        self.store.clear_login_failures(&rate_key).await?;
         if verified.needs_rehash {
-            if let Ok(hash) = self.hasher.hash(password.expose()).await {
-                self.store.set_password_hash(&user.id, &hash, None).await?;
+            if let Ok(hash) = hashing.hash(password.expose()).await {
+                self.store
+                    .rehash_password(&user.id, user.password_version, &hash)
+                    .await?;
             }
         }
+        drop(hashing);
         let session = SessionRecord {
             id: uuid::Uuid::new_v4().to_string(),
             user_id: user.id.clone(),
@@ -472,7 +538,22 @@ impl Service {
             user_agent: ctx.user_agent.clone(),
             ip: ctx.ip.clone(),
         };
-        self.store.create_session(&session).await?;
+        // The password checked may have changed (or the user been disabled)
+        // while it was being hashed: then this login opens nothing.
+        if !self
+            .store
+            .create_session(&session, user.password_version)
+            .await?
+        {
+            self.audit(
+                AuditRecord::new(AuditEvent::LoginFailed, now)
+                    .user(&user.id)
+                    .ip(&ctx.ip)
+                    .detail("the password changed or the user was disabled during the login"),
+            )
+            .await;
+            return Err(ServiceError::InvalidCredentials);
+        }
         self.audit(
             AuditRecord::new(AuditEvent::LoginSucceeded, now)
                 .user(&user.id)
@@ -786,15 +867,14 @@ impl Service {
         let current = LoginPassword::parse(current)?;
         let new = NewPassword::parse(new)?;
         let username = Username::parse(&auth.user.username)?;
+        let hashing = self.hasher.admit()?;
         let rate_key = Self::rate_key(&username, ctx);
         let now = self.now();
-        self.check_rate_limit(&rate_key, now).await?;
-        let verified = self
-            .hasher
+        self.reserve_attempt(&rate_key, now, ctx).await?;
+        let verified = hashing
             .verify(current.expose(), Some(&auth.user.password_hash))
             .await?;
         if !verified.matched {
-            self.count_failure(&rate_key, now).await?;
             self.audit(
                 AuditRecord::new(AuditEvent::PasswordChangeFailed, now)
                     .user(&auth.user.id)
@@ -803,13 +883,14 @@ impl Service {
             .await;
             return Err(ServiceError::WrongCurrentPassword);
         }
-        let hash = self.hasher.hash(new.expose()).await?;
+        self.store.clear_login_failures(&rate_key).await?;
+        let hash = hashing.hash(new.expose()).await?;
         let scope = RevokeScope::User {
             user_id: &auth.user.id,
             except: Some(&auth.session.id),
         };
         self.store
-            .set_password_hash(&auth.user.id, &hash, Some((scope, now, "password_changed")))
+            .set_password_hash(&auth.user.id, &hash, scope, now, "password_changed")
             .await?;
         self.audit(
             AuditRecord::new(AuditEvent::PasswordChanged, now)
@@ -903,17 +984,59 @@ impl Service {
         Ok(n)
     }
 
-    /// Removes dead sessions, finished login-limit windows and audit rows
-    /// past their retention.
+    /// Removes dead sessions, finished login-limit windows, audit rows past
+    /// their retention and keys no live token can need, a batch at a time
+    /// so that no statement holds the store for long.
     pub async fn prune(&self) -> Result<Pruned, ServiceError> {
         let now = self.now();
-        let cutoffs = PruneCutoffs {
+        let mut pruned = Pruned::default();
+        let dead = DeadSessions {
             now,
             idle_before: now - self.policy.refresh_ttl,
-            failures_before: now - self.policy.login_window,
-            audit_before: now - self.policy.audit_retention,
         };
-        Ok(self.store.prune(cutoffs).await?)
+        let mut after: Option<String> = None;
+        loop {
+            let batch = self
+                .store
+                .prune_sessions(dead, after.as_deref(), PRUNE_BATCH)
+                .await?;
+            pruned.sessions += batch.deleted;
+            match batch.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+            tokio::task::yield_now().await;
+        }
+        let failures_before = now - self.policy.login_window;
+        loop {
+            let n = self
+                .store
+                .prune_login_failures(failures_before, PRUNE_BATCH)
+                .await?;
+            pruned.login_failures += n;
+            if n < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
+        let audit_before = now - self.policy.audit_retention;
+        loop {
+            let n = self.store.prune_audit(audit_before, PRUNE_BATCH).await?;
+            pruned.audit_rows += n;
+            if n < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
+        let records = self.store.list_keys().await?;
+        let gone = keys::deletable(&records, now, self.policy.access_ttl);
+        if !gone.is_empty() {
+            pruned.keys = self.store.delete_keys(&gone).await?;
+            self.audit(
+                AuditRecord::new(AuditEvent::KeyDeleted, now)
+                    .detail(format!("kids={}", gone.join(","))),
+            )
+            .await;
+        }
+        Ok(pruned)
     }
 
     /// The structured log line of a security event (never a secret), and

@@ -31,6 +31,9 @@ pub struct UserRecord {
     /// NFC + lower case: the unique key.
     pub username_key: String,
     pub password_hash: String,
+    /// Moves on every password change (not on a rehash), so that a login
+    /// checked against an older password opens no session.
+    pub password_version: u64,
     pub created_at: OffsetDateTime,
     pub disabled_at: Option<OffsetDateTime>,
 }
@@ -73,11 +76,28 @@ pub enum Advance {
     Lost,
 }
 
-/// Failed logins of one (username, client address) key.
+/// The answer to a login attempt's reservation in the login limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoginFailures {
-    pub count: u32,
-    pub window_started_at: OffsetDateTime,
+pub enum LoginAttempt {
+    /// Counted as a failure in advance: a success clears it.
+    Allowed,
+    /// The limit is reached for the window that started then.
+    Refused {
+        window_started_at: OffsetDateTime,
+        /// The first refusal of this window (the one worth an audit row).
+        first: bool,
+    },
+}
+
+/// What a login attempt is counted against: one (username, address) key,
+/// its window and its limit.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimit<'a> {
+    pub key: &'a str,
+    pub now: OffsetDateTime,
+    /// A window that started at or before this is over: a new one starts.
+    pub window_start_after: OffsetDateTime,
+    pub max_attempts: u32,
 }
 
 /// An OAuth client registered with `latchkey client add`.
@@ -97,18 +117,23 @@ pub struct Pruned {
     pub sessions: u64,
     pub login_failures: u64,
     pub audit_rows: u64,
+    pub keys: u64,
 }
 
-/// What a prune may remove: sessions revoked, absolutely expired
-/// (`absolute_expires_at <= now`) or idle (`last_used_at <= idle_before`);
-/// login-failure windows that started at or before `failures_before`;
-/// audit rows at or before `audit_before`.
+/// Which sessions are dead: revoked, absolutely expired
+/// (`absolute_expires_at <= now`) or idle (`last_used_at <= idle_before`).
 #[derive(Debug, Clone, Copy)]
-pub struct PruneCutoffs {
+pub struct DeadSessions {
     pub now: OffsetDateTime,
     pub idle_before: OffsetDateTime,
-    pub failures_before: OffsetDateTime,
-    pub audit_before: OffsetDateTime,
+}
+
+/// One batch of the sessions prune: what it deleted, and where the next
+/// batch starts (`None`: the table is done).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionsPruned {
+    pub deleted: u64,
+    pub next: Option<String>,
 }
 
 /// Which sessions to revoke, all in one statement.
@@ -133,13 +158,19 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<UserRecord>>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>>;
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
-    /// Replaces the hash; with `revoke`, also revokes sessions in the same transaction.
+    /// A password change: replaces the hash, moves `password_version` on
+    /// and revokes `revoke` (reason, at `now`) in the same transaction.
     async fn set_password_hash(
         &self,
         user_id: &str,
         hash: &str,
-        revoke: Option<(RevokeScope<'_>, OffsetDateTime, &str)>,
+        revoke: RevokeScope<'_>,
+        now: OffsetDateTime,
+        reason: &str,
     ) -> StoreResult<()>;
+    /// The same password under new hashing parameters: replaces the hash
+    /// only while `password_version` is still `version`. Answers whether it did.
+    async fn rehash_password(&self, user_id: &str, version: u64, hash: &str) -> StoreResult<bool>;
     /// Disables (revoking every session, atomically) or enables a user.
     /// Answers false when there is no such user.
     async fn set_user_disabled(
@@ -149,7 +180,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     // Sessions.
-    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// Opens a session only while its user is enabled and still at
+    /// `password_version` (the password the login checked). Answers whether
+    /// it did.
+    async fn create_session(
+        &self,
+        session: &SessionRecord,
+        password_version: u64,
+    ) -> StoreResult<bool>;
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<SessionWithUser>>;
     /// The refresh compare-and-swap: moves a live session from generation
@@ -198,19 +236,20 @@ pub trait Store: Send + Sync + 'static {
         promote: Option<&str>,
     ) -> StoreResult<()>;
 
+    /// Deletes keys by kid (those no live token can need any more).
+    async fn delete_keys(&self, kids: &[String]) -> StoreResult<u64>;
+
     // Server secrets (kept in the store by engines shared between nodes).
     /// Stores `candidate` under `name` unless a value is there; answers the stored one.
     async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
 
     // Login rate limit.
-    /// Counts one failure; a window older than `window_start_after` restarts at `now`.
-    async fn record_login_failure(
-        &self,
-        key: &str,
-        now: OffsetDateTime,
-        window_start_after: OffsetDateTime,
-    ) -> StoreResult<LoginFailures>;
-    async fn login_failures(&self, key: &str) -> StoreResult<Option<LoginFailures>>;
+    /// Counts an attempt before its password is checked, atomically: under
+    /// `max_attempts` in the window it is counted and allowed; at the limit
+    /// it is refused and not counted. A window that started at or before
+    /// `window_start_after` restarts at `now`.
+    async fn reserve_login_attempt(&self, limit: LoginLimit<'_>) -> StoreResult<LoginAttempt>;
+    /// A success: the key's count starts again.
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
 
     // OAuth clients.
@@ -222,8 +261,19 @@ pub trait Store: Send + Sync + 'static {
     /// Answers whether there was such a client.
     async fn remove_client(&self, id: &str) -> StoreResult<bool>;
 
-    /// Deletes what can no longer matter, so the store does not grow without end.
-    async fn prune(&self, cutoffs: PruneCutoffs) -> StoreResult<Pruned>;
+    // Pruning, in batches so that no call holds the database for long.
+    /// Looks at the next `batch` sessions by id after `after` and deletes
+    /// the dead among them.
+    async fn prune_sessions(
+        &self,
+        dead: DeadSessions,
+        after: Option<&str>,
+        batch: u32,
+    ) -> StoreResult<SessionsPruned>;
+    /// Deletes up to `batch` login-limit windows that started at or before `before`.
+    async fn prune_login_failures(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64>;
+    /// Deletes up to `batch` of the oldest audit rows at or before `before`.
+    async fn prune_audit(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64>;
 
     // Audit log.
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;

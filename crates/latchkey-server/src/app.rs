@@ -17,11 +17,15 @@ use tokio::net::TcpListener;
 
 use crate::config::{origin_of, Config};
 use crate::http::cookies::CookieSettings;
+use crate::http::listener::{ConnectionLimits, GuardedListener, Peer};
 use crate::http::{self, AppState, HttpSettings};
 use crate::metrics::Metrics;
 
 /// How long requests in flight may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How often the live-sessions gauge is recounted (a scrape never counts).
+const LIVE_SESSIONS_RECOUNT: Duration = Duration::from_secs(60);
 
 /// Opens the store named by `database_url` and brings its schema up to date.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -83,11 +87,25 @@ pub async fn refresh_secret(config: &Config, store: &dyn Store) -> anyhow::Resul
     }
 }
 
-/// Reads the 32-byte secret, creating it (mode 0600) on first use.
+/// Whether a file's mode lets its group or others in.
+fn shared_with_others(path: &std::path::Path) -> anyhow::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(meta.permissions().mode() & 0o077 != 0)
+}
+
+/// Reads the 32-byte secret, creating it (mode 0600) on first use; one that
+/// others may read is refused, since it mints refresh tokens.
 fn key_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::read(path) {
+        Ok(_) if shared_with_others(path)? => anyhow::bail!(
+            "{} is readable by others: it must be the owner's only (chmod 600 {})",
+            path.display(),
+            path.display()
+        ),
         Ok(bytes) if bytes.len() == 32 => return Ok(bytes),
         Ok(_) => anyhow::bail!("{} is not a 32-byte secret", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -149,7 +167,7 @@ pub async fn build_service(
 
 /// A bound, ready server.
 pub struct Application {
-    listener: TcpListener,
+    listener: GuardedListener,
     address: SocketAddr,
     state: AppState,
     prune_interval: Duration,
@@ -173,6 +191,8 @@ impl Application {
                 .with_events(metrics.clone()),
         );
         service.ensure_signing_key().await?;
+        warn_of_exposed_secrets(config, &service).await?;
+        service.recount_live_sessions().await?;
         let http = HttpSettings {
             cookies: CookieSettings {
                 access_name: config.access_cookie.clone(),
@@ -183,9 +203,16 @@ impl Application {
             allowed_origins,
             trusted_proxies: config.trusted_proxies.clone(),
             jwks_max_age: config.jwks_max_age,
+            body_timeout: config.request_body_timeout,
+        };
+        let limits = ConnectionLimits {
+            max_connections: config.max_connections,
+            header_read: config.header_read_timeout,
+            keep_alive: config.keep_alive_timeout,
+            ..ConnectionLimits::default()
         };
         Ok(Self {
-            listener,
+            listener: GuardedListener::new(listener, limits),
             address,
             state: AppState {
                 service,
@@ -233,13 +260,26 @@ impl Application {
                         sessions = p.sessions,
                         audit_rows = p.audit_rows,
                         login_failures = p.login_failures,
+                        keys = p.keys,
                         "pruned"
                     ),
                     Err(e) => tracing::warn!(error = %e, "prune failed"),
                 }
             }
         });
-        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let service = self.state.service.clone();
+        let recounter = tokio::spawn(async move {
+            let first = tokio::time::Instant::now() + LIVE_SESSIONS_RECOUNT;
+            let mut tick = tokio::time::interval_at(first, LIVE_SESSIONS_RECOUNT);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.recount_live_sessions().await {
+                    tracing::warn!(error = %e, "live sessions not recounted");
+                }
+            }
+        });
+        let app = http::router(self.state).into_make_service_with_connect_info::<Peer>();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
@@ -255,21 +295,53 @@ impl Application {
         }
         reloader.abort();
         pruner.abort();
+        recounter.abort();
         Ok(())
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Says at start-up what would give the store's reader more than it should.
+async fn warn_of_exposed_secrets(
+    config: &Config,
+    service: &latchkey_core::Service,
+) -> anyhow::Result<()> {
+    if let Some(path) = &config.master_key_file {
+        if shared_with_others(path)? {
+            tracing::warn!(
+                file = %path.display(),
+                "master_key_file is readable by others: make it the owner's only (chmod 600)"
+            );
+        }
+    }
+    if config.master_key.is_some() {
+        let exposed = service.unencrypted_live_keys().await?;
+        if !exposed.is_empty() {
+            tracing::warn!(
+                kids = %exposed.join(","),
+                "signing keys made before master_key was set are stored unencrypted: \
+                 run `latchkey key rotate`, then `key retire` them"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that comes right
+/// after `listening on` must stop the server gracefully, not kill it.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

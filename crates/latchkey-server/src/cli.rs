@@ -185,11 +185,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
     let app = Application::build(config, Arc::new(SystemClock)).await?;
+    let stop = app::shutdown_signal();
     let address = app.address();
     tracing::info!(%address, "serving");
     println!("listening on http://{address}");
     std::io::stdout().flush()?;
-    app.run_until(app::shutdown_signal()).await?;
+    app.run_until(stop).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -42,7 +42,20 @@ pub const SETTINGS: &[&str] = &[
     "database_max_connections",
     "database_acquire_timeout",
     "database_statement_timeout",
+    "master_key_file",
+    "max_connections",
+    "header_read_timeout",
+    "request_body_timeout",
+    "keep_alive_timeout",
 ];
+
+/// No lifetime or interval may be longer (API.md section 8): time
+/// arithmetic on any accepted setting stays far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The grace window's bound: a spent token good for longer is no longer
+/// single-use in any useful sense.
+pub const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +169,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub jwks_max_age: Duration,
     pub master_key: Option<MasterKey>,
+    /// Where `master_key` was read from, when from a file.
+    pub master_key_file: Option<PathBuf>,
     pub log_format: LogFormat,
     /// SQLite `synchronous=FULL` instead of `NORMAL`.
     pub sqlite_synchronous_full: bool,
@@ -167,6 +182,11 @@ pub struct Config {
     pub database_max_connections: u32,
     pub database_acquire_timeout: Duration,
     pub database_statement_timeout: Duration,
+    /// Connections served at once, and how long each phase of one may last.
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub request_body_timeout: Duration,
+    pub keep_alive_timeout: Duration,
 }
 
 impl Config {
@@ -174,7 +194,12 @@ impl Config {
     pub fn from_raw(raw: &RawSettings) -> Result<Self, ConfigError> {
         let get = |name: &str| raw.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
         let duration = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-            get(name).map_or(Ok(default), |v| parse_duration(v).map_err(|m| bad(name, m)))
+            let d =
+                get(name).map_or(Ok(default), |v| parse_duration(v).map_err(|m| bad(name, m)))?;
+            if d > MAX_DURATION {
+                return Err(bad(name, "must be at most 10 years (3650d)"));
+            }
+            Ok(d)
         };
         let positive = |name: &str, d: Duration| -> Result<Duration, ConfigError> {
             if d.is_zero() {
@@ -225,6 +250,9 @@ impl Config {
             }
         }
         let refresh_reuse_grace = duration("refresh_reuse_grace", Duration::from_secs(10))?;
+        if refresh_reuse_grace > MAX_REUSE_GRACE {
+            return Err(bad("refresh_reuse_grace", "must be at most 60s"));
+        }
         let signing_alg = get("signing_alg")
             .unwrap_or("EdDSA")
             .parse()
@@ -283,9 +311,36 @@ impl Config {
             })
             .transpose()?
             .unwrap_or_default();
-        let master_key = get("master_key")
-            .map(|v| MasterKey::from_base64(v).map_err(|m| bad("master_key", m)))
-            .transpose()?;
+        let master_key_file = get("master_key_file").map(PathBuf::from);
+        let master_key = match (get("master_key"), &master_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "master_key_file",
+                    "set master_key or master_key_file, not both",
+                ))
+            }
+            (Some(v), None) => Some(MasterKey::from_base64(v).map_err(|m| bad("master_key", m))?),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    bad(
+                        "master_key_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                Some(
+                    MasterKey::from_base64(text.trim())
+                        .map_err(|m| bad("master_key_file", format!("{} {m}", path.display())))?,
+                )
+            }
+            (None, None) => None,
+        };
+        let timeout = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+            let d = duration(name, default)?;
+            if d < Duration::from_secs(1) {
+                return Err(bad(name, "must be at least 1s"));
+            }
+            Ok(d)
+        };
         let log_format = match get("log_format").unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -321,6 +376,7 @@ impl Config {
             trusted_proxies,
             jwks_max_age: duration("jwks_max_age", Duration::from_secs(5 * 60))?,
             master_key,
+            master_key_file,
             log_format,
             sqlite_synchronous_full,
             password_queue,
@@ -347,6 +403,22 @@ impl Config {
                 "database_statement_timeout",
                 Duration::from_secs(5),
             )?,
+            max_connections: get("max_connections")
+                .map_or(Ok(10_000), |v| {
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=1_000_000).contains(n))
+                        .ok_or(())
+                })
+                .map_err(|()| {
+                    bad(
+                        "max_connections",
+                        "must be a whole number from 1 to 1000000",
+                    )
+                })?,
+            header_read_timeout: timeout("header_read_timeout", Duration::from_secs(10))?,
+            request_body_timeout: timeout("request_body_timeout", Duration::from_secs(30))?,
+            keep_alive_timeout: timeout("keep_alive_timeout", Duration::from_secs(60))?,
         })
     }
 

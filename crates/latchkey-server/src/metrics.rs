@@ -13,9 +13,10 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// The route's pattern (`/v1/sessions/{sid}`), never the raw path.
+    /// The route's pattern (`/v1/sessions/{sid}`) or `unmatched`, never the raw path.
     pub route: String,
-    pub method: String,
+    /// A standard method or `other`.
+    pub method: &'static str,
     pub status: u16,
 }
 

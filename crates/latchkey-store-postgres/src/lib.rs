@@ -57,8 +57,8 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::clock::{from_unix_millis, unix_millis};
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::store::{
-    Advance, ClientRecord, LoginFailures, PruneCutoffs, Pruned, RevokeScope, SessionRecord,
-    SessionWithUser, Store, StoreError, StoreResult, UserRecord,
+    Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, RevokeScope, SessionRecord,
+    SessionWithUser, SessionsPruned, Store, StoreError, StoreResult, UserRecord,
 };
 use sqlx::error::ErrorKind;
 use sqlx::migrate::MigrateError;
@@ -238,7 +238,7 @@ fn corrupt(msg: String) -> sqlx::Error {
 // `concat!` (and prepared once per connection).
 macro_rules! user_cols {
     () => {
-        "u.id AS u_id, u.username, u.username_key, u.password_hash, \
+        "u.id AS u_id, u.username, u.username_key, u.password_hash, u.password_version, \
          u.created_at AS u_created_at, u.disabled_at"
     };
 }
@@ -262,21 +262,30 @@ fn user_of(row: &PgRow) -> Result<UserRecord, sqlx::Error> {
         username: row.try_get("username")?,
         username_key: row.try_get("username_key")?,
         password_hash: row.try_get("password_hash")?,
+        password_version: u64_of(row, "password_version")?,
         created_at: time_of(row, "u_created_at")?,
         disabled_at: opt_time_of(row, "disabled_at")?,
     })
 }
 
+fn u64_of(row: &PgRow, col: &str) -> Result<u64, sqlx::Error> {
+    let value: i64 = row.try_get(col)?;
+    u64::try_from(value).map_err(|_| corrupt(format!("negative {col} {value}")))
+}
+
+/// A counter as PostgreSQL's BIGINT.
+fn i64_param(value: u64) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("counter {value} too large")))
+}
+
 fn session_of(row: &PgRow) -> Result<SessionRecord, sqlx::Error> {
-    let generation: i64 = row.try_get("generation")?;
     Ok(SessionRecord {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
         client_id: row.try_get("client_id")?,
         scope: row.try_get("scope")?,
         salt: row.try_get("salt")?,
-        generation: u64::try_from(generation)
-            .map_err(|_| corrupt(format!("negative session generation {generation}")))?,
+        generation: u64_of(row, "generation")?,
         rotated_at: opt_time_of(row, "rotated_at")?,
         created_at: time_of(row, "created_at")?,
         last_used_at: time_of(row, "last_used_at")?,
@@ -310,14 +319,6 @@ fn audit_of(row: &PgRow) -> Result<AuditRecord, sqlx::Error> {
         session_id: row.try_get("session_id")?,
         ip: row.try_get("ip")?,
         detail: row.try_get("detail")?,
-    })
-}
-
-fn failures_of(row: &PgRow) -> Result<LoginFailures, sqlx::Error> {
-    let count: i64 = row.try_get("count")?;
-    Ok(LoginFailures {
-        count: u32::try_from(count).unwrap_or(u32::MAX),
-        window_started_at: time_of(row, "window_started_at")?,
     })
 }
 
@@ -396,15 +397,17 @@ impl Store for PostgresStore {
     }
 
     async fn create_user(&self, u: &UserRecord) -> StoreResult<()> {
+        let version = i64_param(u.password_version)?;
         self.bounded(async {
             sqlx::query(
-                "INSERT INTO users (id, username, username_key, password_hash, created_at, \
-                 disabled_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO users (id, username, username_key, password_hash, \
+                 password_version, created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&u.id)
             .bind(&u.username)
             .bind(&u.username_key)
             .bind(&u.password_hash)
+            .bind(version)
             .bind(ms(u.created_at))
             .bind(opt_ms(u.disabled_at))
             .execute(&self.pool)
@@ -468,19 +471,38 @@ impl Store for PostgresStore {
         &self,
         user_id: &str,
         hash: &str,
-        revoke: Option<(RevokeScope<'_>, OffsetDateTime, &str)>,
+        revoke: RevokeScope<'_>,
+        now: OffsetDateTime,
+        reason: &str,
     ) -> StoreResult<()> {
         self.bounded(async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-                .bind(hash)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-            if let Some((scope, now, reason)) = revoke {
-                revoke_in(&mut *tx, scope, ms(now), reason).await?;
-            }
+            sqlx::query(
+                "UPDATE users SET password_hash = $1, password_version = password_version + 1 \
+                 WHERE id = $2",
+            )
+            .bind(hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            revoke_in(&mut *tx, revoke, ms(now), reason).await?;
             tx.commit().await
+        })
+        .await
+    }
+
+    async fn rehash_password(&self, user_id: &str, version: u64, hash: &str) -> StoreResult<bool> {
+        let version = i64_param(version)?;
+        self.bounded(async {
+            let done = sqlx::query(
+                "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_version = $3",
+            )
+            .bind(hash)
+            .bind(user_id)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
         })
         .await
     }
@@ -512,15 +534,19 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
-        let generation = i64::try_from(s.generation)
-            .map_err(|_| StoreError::Corrupt(format!("generation {} too large", s.generation)))?;
+    async fn create_session(&self, s: &SessionRecord, password_version: u64) -> StoreResult<bool> {
+        let generation = i64_param(s.generation)?;
+        let version = i64_param(password_version)?;
         self.bounded(async {
-            sqlx::query(
+            // `FOR SHARE`: a password change or a disable committing
+            // meanwhile waits for this insert, or this insert sees it.
+            let inserted = sqlx::query(
                 "INSERT INTO sessions (id, user_id, client_id, scope, salt, generation, \
                  rotated_at, created_at, last_used_at, absolute_expires_at, revoked_at, \
                  revoked_reason, user_agent, ip) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+                 FROM (SELECT 1 FROM users WHERE id = $2 AND password_version = $15 \
+                       AND disabled_at IS NULL FOR SHARE) AS current_user_row",
             )
             .bind(&s.id)
             .bind(&s.user_id)
@@ -536,9 +562,10 @@ impl Store for PostgresStore {
             .bind(&s.revoked_reason)
             .bind(&s.user_agent)
             .bind(&s.ip)
+            .bind(version)
             .execute(&self.pool)
             .await?;
-            Ok(())
+            Ok(inserted.rows_affected() > 0)
         })
         .await
     }
@@ -769,6 +796,17 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn delete_keys(&self, kids: &[String]) -> StoreResult<u64> {
+        self.bounded(async {
+            let done = sqlx::query("DELETE FROM signing_keys WHERE kid = ANY($1)")
+                .bind(kids)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
     async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
         // The no-op update locks and returns the row that won. (`DO NOTHING`
         // and a `SELECT` in the same statement could miss a racer's row: the
@@ -787,41 +825,38 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn record_login_failure(
-        &self,
-        key: &str,
-        now: OffsetDateTime,
-        window_start_after: OffsetDateTime,
-    ) -> StoreResult<LoginFailures> {
+    async fn reserve_login_attempt(&self, limit: LoginLimit<'_>) -> StoreResult<LoginAttempt> {
         self.bounded(async {
+            // One upsert counts the attempt or refuses it: under the limit
+            // `count` moves on; at it `refusals` does; a finished window
+            // starts again.
             let row = sqlx::query(
-                "INSERT INTO login_failures AS f (key, count, window_started_at) \
-                 VALUES ($1, 1, $2) \
+                "INSERT INTO login_failures AS f (key, count, window_started_at, refusals) \
+                 VALUES ($1, 1, $2, 0) \
                  ON CONFLICT (key) DO UPDATE SET \
-                   count = CASE WHEN f.window_started_at <= $3 THEN 1 ELSE f.count + 1 END, \
+                   count = CASE WHEN f.window_started_at <= $3 THEN 1 \
+                                WHEN f.count < $4 THEN f.count + 1 ELSE f.count END, \
+                   refusals = CASE WHEN f.window_started_at <= $3 THEN 0 \
+                                   WHEN f.count < $4 THEN f.refusals ELSE f.refusals + 1 END, \
                    window_started_at = CASE WHEN f.window_started_at <= $3 THEN $2 \
                                        ELSE f.window_started_at END \
-                 RETURNING count, window_started_at",
+                 RETURNING window_started_at, refusals",
             )
-            .bind(key)
-            .bind(ms(now))
-            .bind(ms(window_start_after))
+            .bind(limit.key)
+            .bind(ms(limit.now))
+            .bind(ms(limit.window_start_after))
+            .bind(i64::from(limit.max_attempts))
             .fetch_one(&self.pool)
             .await?;
-            failures_of(&row)
-        })
-        .await
-    }
-
-    async fn login_failures(&self, key: &str) -> StoreResult<Option<LoginFailures>> {
-        self.bounded(async {
-            sqlx::query("SELECT count, window_started_at FROM login_failures WHERE key = $1")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?
-                .as_ref()
-                .map(failures_of)
-                .transpose()
+            let refusals: i64 = row.try_get("refusals")?;
+            Ok(if refusals == 0 {
+                LoginAttempt::Allowed
+            } else {
+                LoginAttempt::Refused {
+                    window_started_at: time_of(&row, "window_started_at")?,
+                    first: refusals == 1,
+                }
+            })
         })
         .await
     }
@@ -891,36 +926,68 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn prune(&self, c: PruneCutoffs) -> StoreResult<Pruned> {
-        // One statement: the three deletes commit together.
+    async fn prune_sessions(
+        &self,
+        dead: DeadSessions,
+        after: Option<&str>,
+        batch: u32,
+    ) -> StoreResult<SessionsPruned> {
+        let after = after.unwrap_or_default();
         self.bounded(async {
+            // The window is the next `batch` ids in the primary key's own
+            // order, whatever their state: bounded work however large the
+            // table or few its dead rows.
             let row = sqlx::query(
-                "WITH s AS (\
-                   DELETE FROM sessions WHERE revoked_at IS NOT NULL \
-                   OR absolute_expires_at <= $1 OR last_used_at <= $2 RETURNING 1\
-                 ), f AS (\
-                   DELETE FROM login_failures WHERE window_started_at <= $3 RETURNING 1\
-                 ), a AS (\
-                   DELETE FROM audit_log WHERE at <= $4 RETURNING 1\
-                 ) SELECT (SELECT count(*) FROM s) AS sessions, \
-                          (SELECT count(*) FROM f) AS login_failures, \
-                          (SELECT count(*) FROM a) AS audit_rows",
+                "WITH window_ids AS (\
+                   SELECT id FROM sessions WHERE id > $1 ORDER BY id LIMIT $2\
+                 ), gone AS (\
+                   DELETE FROM sessions s USING window_ids w WHERE s.id = w.id \
+                   AND (s.revoked_at IS NOT NULL OR s.absolute_expires_at <= $3 \
+                        OR s.last_used_at <= $4) RETURNING 1\
+                 ) SELECT (SELECT max(id) FROM window_ids) AS last, \
+                          (SELECT count(*) FROM gone) AS deleted",
             )
-            .bind(ms(c.now))
-            .bind(ms(c.idle_before))
-            .bind(ms(c.failures_before))
-            .bind(ms(c.audit_before))
+            .bind(after)
+            .bind(i64::from(batch))
+            .bind(ms(dead.now))
+            .bind(ms(dead.idle_before))
             .fetch_one(&self.pool)
             .await?;
-            let count = |col: &str| -> Result<u64, sqlx::Error> {
-                let n: i64 = row.try_get(col)?;
-                u64::try_from(n).map_err(|_| corrupt(format!("negative count {n}")))
-            };
-            Ok(Pruned {
-                sessions: count("sessions")?,
-                login_failures: count("login_failures")?,
-                audit_rows: count("audit_rows")?,
+            let deleted: i64 = row.try_get("deleted")?;
+            Ok(SessionsPruned {
+                deleted: u64::try_from(deleted).unwrap_or(0),
+                next: row.try_get("last")?,
             })
+        })
+        .await
+    }
+
+    async fn prune_login_failures(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        self.bounded(async {
+            let done = sqlx::query(
+                "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
+                 WHERE window_started_at <= $1 ORDER BY window_started_at LIMIT $2)",
+            )
+            .bind(ms(before))
+            .bind(i64::from(batch))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn prune_audit(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        self.bounded(async {
+            let done = sqlx::query(
+                "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
+                 WHERE at <= $1 ORDER BY at LIMIT $2)",
+            )
+            .bind(ms(before))
+            .bind(i64::from(batch))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
         })
         .await
     }

@@ -41,6 +41,7 @@ async fn user_and_session(store: &dyn Store) -> SessionRecord {
         username: "alice".into(),
         username_key: "alice".into(),
         password_hash: "$argon2id$x".into(),
+        password_version: 0,
         created_at: at(0),
         disabled_at: None,
     };
@@ -61,7 +62,7 @@ async fn user_and_session(store: &dyn Store) -> SessionRecord {
         user_agent: None,
         ip: "127.0.0.1".into(),
     };
-    store.create_session(&session).await.unwrap();
+    assert!(store.create_session(&session, 0).await.unwrap());
     session
 }
 

@@ -16,8 +16,8 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::clock::{from_unix_millis, unix_millis};
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::store::{
-    Advance, ClientRecord, LoginFailures, PruneCutoffs, Pruned, RevokeScope, SessionRecord,
-    SessionWithUser, Store, StoreError, StoreResult, UserRecord,
+    Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, RevokeScope, SessionRecord,
+    SessionWithUser, SessionsPruned, Store, StoreError, StoreResult, UserRecord,
 };
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
 use time::OffsetDateTime;
@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_clients.sql"),
+    include_str!("../migrations/0003_hardening.sql"),
 ];
 
 /// How SQLite commits: `Normal` survives a killed process, `Full` also a
@@ -118,6 +119,44 @@ pub fn database_path(url: &str) -> Result<Option<&str>, StoreError> {
     Ok((path != ":memory:").then_some(path))
 }
 
+/// The database holds password hashes and sessions: it, and the `-wal` and
+/// `-shm` files SQLite makes with the database's own mode, are readable by
+/// their owner only. A database made looser (by hand, or an older version)
+/// is tightened, with a warning.
+fn owner_only(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed = |e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(failed(e)),
+    }
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in files {
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(failed)?;
+            tracing::warn!(file = %file.display(), "was readable by others: now 0600");
+        }
+    }
+    Ok(())
+}
+
 fn configure(conn: &Connection, settings: &SqliteSettings) -> rusqlite::Result<()> {
     conn.busy_timeout(settings.busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -133,6 +172,9 @@ impl SqliteStore {
     /// Opens (creating if missing) the database named by a `sqlite://PATH` URL.
     pub async fn connect(url: &str, settings: &SqliteSettings) -> StoreResult<Self> {
         let path = database_path(url)?.map(Path::new).map(Path::to_path_buf);
+        if let Some(path) = &path {
+            owner_only(path)?;
+        }
         let writer = match &path {
             Some(path) => Connection::open(path),
             None => Connection::open_in_memory(),
@@ -208,6 +250,8 @@ impl SqliteStore {
             .map_err(|_| StoreError::Unavailable("the SQLite writer stopped".into()))?
     }
 
+    /// A point read (one indexed lookup): cheaper in the calling task than
+    /// a hand-off to another thread.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -216,6 +260,21 @@ impl SqliteStore {
             return self.write(f).await;
         }
         self.readers.with(f)
+    }
+
+    /// A read that may visit many rows: on the blocking pool, so that it
+    /// never holds an async worker for longer than a hand-off.
+    async fn scan<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        if self.readers.max_idle == 0 {
+            return self.write(f).await;
+        }
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("read task: {e}")))?
     }
 }
 
@@ -297,7 +356,7 @@ fn opt_time_of(row: &Row<'_>, col: &str) -> rusqlite::Result<Option<OffsetDateTi
 // `concat!` (no formatting on the hot path).
 macro_rules! user_cols {
     () => {
-        "u.id AS u_id, u.username, u.username_key, u.password_hash, \
+        "u.id AS u_id, u.username, u.username_key, u.password_hash, u.password_version, \
          u.created_at AS u_created_at, u.disabled_at"
     };
 }
@@ -315,21 +374,25 @@ fn user_of(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         username: row.get("username")?,
         username_key: row.get("username_key")?,
         password_hash: row.get("password_hash")?,
+        password_version: u64_of(row, "password_version")?,
         created_at: time_of(row, "u_created_at")?,
         disabled_at: opt_time_of(row, "disabled_at")?,
     })
 }
 
+fn u64_of(row: &Row<'_>, col: &str) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(col)?;
+    u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, value))
+}
+
 fn session_of(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
-    let generation: i64 = row.get("generation")?;
     Ok(SessionRecord {
         id: row.get("id")?,
         user_id: row.get("user_id")?,
         client_id: row.get("client_id")?,
         scope: row.get("scope")?,
         salt: row.get("salt")?,
-        generation: u64::try_from(generation)
-            .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(5, generation))?,
+        generation: u64_of(row, "generation")?,
         rotated_at: opt_time_of(row, "rotated_at")?,
         created_at: time_of(row, "created_at")?,
         last_used_at: time_of(row, "last_used_at")?,
@@ -366,17 +429,9 @@ fn audit_of(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     })
 }
 
-fn failures_of(row: &Row<'_>) -> rusqlite::Result<LoginFailures> {
-    let count: i64 = row.get("count")?;
-    Ok(LoginFailures {
-        count: u32::try_from(count).unwrap_or(u32::MAX),
-        window_started_at: time_of(row, "window_started_at")?,
-    })
-}
-
-fn generation_param(generation: u64) -> rusqlite::Result<i64> {
-    i64::try_from(generation)
-        .map_err(|_| rusqlite::Error::ToSqlConversionFailure("generation out of range".into()))
+fn i64_param(value: u64) -> rusqlite::Result<i64> {
+    i64::try_from(value)
+        .map_err(|_| rusqlite::Error::ToSqlConversionFailure("counter out of range".into()))
 }
 
 fn client_of(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
@@ -402,6 +457,30 @@ fn insert_audit(conn: &Connection, r: &AuditRecord) -> rusqlite::Result<()> {
         r.detail
     ])?;
     Ok(())
+}
+
+/// One statement counts an attempt or refuses it: under the limit `count`
+/// moves on; at it `refusals` does; a finished window starts again.
+const LOGIN_ATTEMPT_UPSERT: &str =
+    "INSERT INTO login_failures (key, count, window_started_at, refusals) \
+     VALUES (?1, 1, ?2, 0) \
+     ON CONFLICT (key) DO UPDATE SET \
+       count = CASE WHEN window_started_at <= ?3 THEN 1 \
+                    WHEN count < ?4 THEN count + 1 ELSE count END, \
+       refusals = CASE WHEN window_started_at <= ?3 THEN 0 \
+                       WHEN count < ?4 THEN refusals ELSE refusals + 1 END, \
+       window_started_at = CASE WHEN window_started_at <= ?3 THEN ?2 ELSE window_started_at END \
+     RETURNING window_started_at, refusals";
+
+fn login_attempt(window_started_at: OffsetDateTime, refusals: i64) -> LoginAttempt {
+    if refusals == 0 {
+        LoginAttempt::Allowed
+    } else {
+        LoginAttempt::Refused {
+            window_started_at,
+            first: refusals == 1,
+        }
+    }
 }
 
 /// Owned form of [`RevokeScope`], to move into the writer.
@@ -467,10 +546,18 @@ impl Store for SqliteStore {
         let u = user.clone();
         self.write(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO users (id, username, username_key, password_hash, created_at, disabled_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO users (id, username, username_key, password_hash, password_version, \
+                 created_at, disabled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![u.id, u.username, u.username_key, u.password_hash, ms(u.created_at), opt_ms(u.disabled_at)])?;
+            .execute(params![
+                u.id,
+                u.username,
+                u.username_key,
+                u.password_hash,
+                i64_param(u.password_version)?,
+                ms(u.created_at),
+                opt_ms(u.disabled_at)
+            ])?;
             Ok(())
         })
         .await
@@ -505,7 +592,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        self.read(|conn| {
+        self.scan(|conn| {
             conn.prepare_cached(concat!(
                 "SELECT ",
                 user_cols!(),
@@ -521,18 +608,33 @@ impl Store for SqliteStore {
         &self,
         user_id: &str,
         hash: &str,
-        revoke: Option<(RevokeScope<'_>, OffsetDateTime, &str)>,
+        revoke: RevokeScope<'_>,
+        now: OffsetDateTime,
+        reason: &str,
     ) -> StoreResult<()> {
         let (user_id, hash) = (user_id.to_owned(), hash.to_owned());
-        let revoke =
-            revoke.map(|(scope, now, reason)| (Revoke::from(scope), ms(now), reason.to_owned()));
+        let (scope, reason) = (Revoke::from(revoke), reason.to_owned());
         self.write(move |conn| {
-            conn.prepare_cached("UPDATE users SET password_hash = ?1 WHERE id = ?2")?
-                .execute(params![hash, user_id])?;
-            if let Some((scope, now, reason)) = revoke {
-                revoke_in(conn, &scope, now, &reason)?;
-            }
+            conn.prepare_cached(
+                "UPDATE users SET password_hash = ?1, password_version = password_version + 1 \
+                 WHERE id = ?2",
+            )?
+            .execute(params![hash, user_id])?;
+            revoke_in(conn, &scope, ms(now), &reason)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn rehash_password(&self, user_id: &str, version: u64, hash: &str) -> StoreResult<bool> {
+        let (user_id, hash) = (user_id.to_owned(), hash.to_owned());
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE users SET password_hash = ?1 WHERE id = ?2 AND password_version = ?3",
+                )?
+                .execute(params![hash, user_id, i64_param(version)?])?
+                > 0)
         })
         .await
     }
@@ -560,13 +662,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
+    async fn create_session(
+        &self,
+        session: &SessionRecord,
+        password_version: u64,
+    ) -> StoreResult<bool> {
         let s = session.clone();
         self.write(move |conn| {
-            conn.prepare_cached(
+            let inserted = conn.prepare_cached(
                 "INSERT INTO sessions (id, user_id, client_id, scope, salt, generation, rotated_at, \
                  created_at, last_used_at, absolute_expires_at, revoked_at, revoked_reason, user_agent, ip) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+                 FROM users WHERE id = ?2 AND password_version = ?15 AND disabled_at IS NULL",
             )?
             .execute(params![
                 s.id,
@@ -574,7 +681,7 @@ impl Store for SqliteStore {
                 s.client_id,
                 s.scope,
                 s.salt,
-                generation_param(s.generation)?,
+                i64_param(s.generation)?,
                 opt_ms(s.rotated_at),
                 ms(s.created_at),
                 ms(s.last_used_at),
@@ -582,9 +689,10 @@ impl Store for SqliteStore {
                 opt_ms(s.revoked_at),
                 s.revoked_reason,
                 s.user_agent,
-                s.ip
+                s.ip,
+                i64_param(password_version)?
             ])?;
-            Ok(())
+            Ok(inserted > 0)
         })
         .await
     }
@@ -639,7 +747,7 @@ impl Store for SqliteStore {
                     "UPDATE sessions SET generation = generation + 1, rotated_at = ?1, last_used_at = ?1 \
                      WHERE id = ?2 AND generation = ?3 AND revoked_at IS NULL RETURNING *",
                 )?
-                .query_row(params![ms(now), id, generation_param(from)?], session_of)
+                .query_row(params![ms(now), id, i64_param(from)?], session_of)
                 .optional()?;
             Ok(match row {
                 Some(session) => {
@@ -670,7 +778,7 @@ impl Store for SqliteStore {
         idle_since: OffsetDateTime,
     ) -> StoreResult<Vec<SessionRecord>> {
         let user_id = user_id.map(str::to_owned);
-        self.read(move |conn| {
+        self.scan(move |conn| {
             conn.prepare_cached(concat!(
                 "SELECT ",
                 session_cols!(),
@@ -689,7 +797,7 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         idle_since: OffsetDateTime,
     ) -> StoreResult<u64> {
-        self.read(move |conn| {
+        self.scan(move |conn| {
             conn.prepare_cached(
                 "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL \
                  AND absolute_expires_at > ?1 AND last_used_at > ?2",
@@ -724,7 +832,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        self.read(|conn| {
+        self.scan(|conn| {
             conn.prepare_cached("SELECT * FROM signing_keys ORDER BY activates_at, created_at")?
                 .query_map([], key_of)?
                 .collect()
@@ -755,6 +863,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn delete_keys(&self, kids: &[String]) -> StoreResult<u64> {
+        let kids = kids.to_vec();
+        self.write(move |conn| {
+            let mut deleted = 0;
+            for kid in &kids {
+                deleted += conn
+                    .prepare_cached("DELETE FROM signing_keys WHERE kid = ?1")?
+                    .execute([kid])? as u64;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
     async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
         let (name, candidate) = (name.to_owned(), candidate.to_vec());
         self.write(move |conn| {
@@ -768,34 +890,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_login_failure(
-        &self,
-        key: &str,
-        now: OffsetDateTime,
-        window_start_after: OffsetDateTime,
-    ) -> StoreResult<LoginFailures> {
-        let key = key.to_owned();
+    async fn reserve_login_attempt(&self, limit: LoginLimit<'_>) -> StoreResult<LoginAttempt> {
+        let key = limit.key.to_owned();
+        let (now, expired) = (ms(limit.now), ms(limit.window_start_after));
+        let max = i64::from(limit.max_attempts);
         self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO login_failures (key, count, window_started_at) VALUES (?1, 1, ?2) \
-                 ON CONFLICT (key) DO UPDATE SET \
-                   count = CASE WHEN window_started_at <= ?3 THEN 1 ELSE count + 1 END, \
-                   window_started_at = CASE WHEN window_started_at <= ?3 THEN ?2 ELSE window_started_at END \
-                 RETURNING count, window_started_at",
-            )?
-            .query_row(params![key, ms(now), ms(window_start_after)], failures_of)
-        })
-        .await
-    }
-
-    async fn login_failures(&self, key: &str) -> StoreResult<Option<LoginFailures>> {
-        let key = key.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT count, window_started_at FROM login_failures WHERE key = ?1",
-            )?
-            .query_row([key], failures_of)
-            .optional()
+            let (window_started_at, refusals) = conn
+                .prepare_cached(LOGIN_ATTEMPT_UPSERT)?
+                .query_row(params![key, now, expired, max], |row| {
+                    Ok((
+                        time_of(row, "window_started_at")?,
+                        row.get::<_, i64>("refusals")?,
+                    ))
+                })?;
+            Ok(login_attempt(window_started_at, refusals))
         })
         .await
     }
@@ -833,7 +941,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        self.read(|conn| {
+        self.scan(|conn| {
             conn.prepare_cached("SELECT * FROM clients ORDER BY id")?
                 .query_map([], client_of)?
                 .collect()
@@ -852,25 +960,62 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn prune(&self, c: PruneCutoffs) -> StoreResult<Pruned> {
+    async fn prune_sessions(
+        &self,
+        dead: DeadSessions,
+        after: Option<&str>,
+        batch: u32,
+    ) -> StoreResult<SessionsPruned> {
+        let after = after.unwrap_or_default().to_owned();
         self.write(move |conn| {
-            let sessions = conn
+            // The window: the next `batch` ids. Bounded work whatever the
+            // table's size or how few of its rows are dead.
+            let last: Option<String> = conn
                 .prepare_cached(
-                    "DELETE FROM sessions WHERE revoked_at IS NOT NULL \
-                     OR absolute_expires_at <= ?1 OR last_used_at <= ?2",
+                    "SELECT MAX(id) FROM (SELECT id FROM sessions WHERE id > ?1 \
+                     ORDER BY id LIMIT ?2)",
                 )?
-                .execute(params![ms(c.now), ms(c.idle_before)])? as u64;
-            let login_failures = conn
-                .prepare_cached("DELETE FROM login_failures WHERE window_started_at <= ?1")?
-                .execute([ms(c.failures_before)])? as u64;
-            let audit_rows = conn
-                .prepare_cached("DELETE FROM audit_log WHERE at <= ?1")?
-                .execute([ms(c.audit_before)])? as u64;
-            Ok(Pruned {
-                sessions,
-                login_failures,
-                audit_rows,
+                .query_row(params![after, batch], |row| row.get(0))?;
+            let Some(last) = last else {
+                return Ok(SessionsPruned {
+                    deleted: 0,
+                    next: None,
+                });
+            };
+            let deleted = conn
+                .prepare_cached(
+                    "DELETE FROM sessions WHERE id > ?1 AND id <= ?2 AND \
+                     (revoked_at IS NOT NULL OR absolute_expires_at <= ?3 OR last_used_at <= ?4)",
+                )?
+                .execute(params![after, last, ms(dead.now), ms(dead.idle_before)])?;
+            Ok(SessionsPruned {
+                deleted: deleted as u64,
+                next: Some(last),
             })
+        })
+        .await
+    }
+
+    async fn prune_login_failures(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
+                     WHERE window_started_at <= ?1 ORDER BY window_started_at LIMIT ?2)",
+                )?
+                .execute(params![ms(before), batch])? as u64)
+        })
+        .await
+    }
+
+    async fn prune_audit(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
+                     WHERE at <= ?1 ORDER BY at LIMIT ?2)",
+                )?
+                .execute(params![ms(before), batch])? as u64)
         })
         .await
     }
@@ -881,7 +1026,7 @@ impl Store for SqliteStore {
     }
 
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        self.read(move |conn| {
+        self.scan(move |conn| {
             conn.prepare_cached("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?1")?
                 .query_map([i64::from(limit)], audit_of)?
                 .collect()

@@ -21,3 +21,81 @@ async fn fresh() -> (Arc<dyn Store>, TempDir) {
 }
 
 latchkey_store_tests::conformance_suite!(fresh);
+
+/// What only the SQLite engine promises.
+mod sqlite {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use latchkey_core::store::Store;
+    use latchkey_store_sqlite::{SqliteSettings, SqliteStore};
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// The database and the `-wal` and `-shm` files beside it are the
+    /// owner's only; a looser database is tightened.
+    #[tokio::test]
+    async fn files_are_readable_by_their_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("latchkey.db");
+        let url = format!("sqlite://{}", db.display());
+        let store = SqliteStore::connect(&url, &SqliteSettings::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        for file in ["latchkey.db", "latchkey.db-wal", "latchkey.db-shm"] {
+            assert_eq!(mode(&dir.path().join(file)), 0o600, "{file}");
+        }
+        store.close();
+        drop(store);
+
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let again = SqliteStore::connect(&url, &SqliteSettings::default())
+            .await
+            .unwrap();
+        again.ping().await.unwrap();
+        assert_eq!(mode(&db), 0o600);
+    }
+
+    /// Runs `op` beside a task that only flips a flag: on a one-thread
+    /// runtime the flag is up by the time `op` answers only if `op` left
+    /// the worker while it ran.
+    async fn left_the_worker<F: std::future::Future>(op: F) -> bool {
+        let flag = AtomicBool::new(false);
+        let (up, ()) = tokio::join!(
+            async {
+                op.await;
+                flag.load(Ordering::SeqCst)
+            },
+            async { flag.store(true, Ordering::SeqCst) }
+        );
+        up
+    }
+
+    /// A read of many rows runs off the async worker (a point read may run
+    /// inline: one indexed lookup).
+    #[tokio::test(flavor = "current_thread")]
+    async fn scans_leave_the_async_worker_free() {
+        let (store, _dir) = super::fresh().await;
+        let now = time::OffsetDateTime::now_utc();
+        assert!(left_the_worker(store.list_users()).await, "list_users");
+        assert!(
+            left_the_worker(store.live_sessions(None, now, now)).await,
+            "live_sessions"
+        );
+        assert!(
+            left_the_worker(store.count_live_sessions(now, now)).await,
+            "count_live_sessions"
+        );
+        assert!(left_the_worker(store.list_keys()).await, "list_keys");
+        assert!(left_the_worker(store.list_clients()).await, "list_clients");
+        assert!(
+            left_the_worker(store.recent_audit(10)).await,
+            "recent_audit"
+        );
+    }
+}

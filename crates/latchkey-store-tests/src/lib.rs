@@ -21,8 +21,8 @@ use latchkey_core::audit::{AuditEvent, AuditRecord};
 use latchkey_core::clock::from_unix_millis;
 use latchkey_core::keys::{self, KeyRecord, SigningAlg};
 use latchkey_core::store::{
-    Advance, ClientRecord, LoginFailures, PruneCutoffs, Pruned, RevokeScope, SessionRecord,
-    SessionWithUser, Store, StoreError, UserRecord,
+    Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, RevokeScope, SessionRecord,
+    SessionWithUser, SessionsPruned, Store, StoreError, UserRecord,
 };
 use time::OffsetDateTime;
 use tokio::sync::Barrier;
@@ -66,8 +66,9 @@ macro_rules! conformance_suite {
             users_round_trip,
             users_listed_oldest_first,
             duplicate_username_key_conflicts,
-            set_password_hash_alone,
+            rehash_keeps_sessions_and_needs_the_version,
             set_password_hash_revokes_all_but_one,
+            create_session_needs_the_checked_password,
             set_user_disabled_revokes_every_session,
             sessions_round_trip,
             session_with_user_joins_its_user,
@@ -77,17 +78,21 @@ macro_rules! conformance_suite {
             revoke_user_sessions,
             live_sessions_filter_and_order,
             keys_round_trip,
+            delete_keys_by_kid,
             retire_key_retires_purges_and_promotes,
             secret_or_insert_keeps_the_first,
-            login_failures_window,
+            login_attempts_reserved_up_to_the_limit,
             audit_newest_first,
             clients_round_trip,
             prune_removes_only_what_cannot_matter,
+            prune_sessions_a_batch_at_a_time,
+            prune_audit_and_failures_a_batch_at_a_time,
         );
         // Races need real threads to mean anything.
         $crate::conformance_suite!(@tests $make, tokio::test(flavor = "multi_thread", worker_threads = 4);
             concurrent_advances_have_one_winner,
             concurrent_secret_or_insert_agrees,
+            concurrent_login_attempts_stop_at_the_limit,
         );
     };
 }
@@ -110,6 +115,7 @@ fn user(username: &str, created: i64) -> UserRecord {
         username: username.to_owned(),
         username_key: username.to_lowercase(),
         password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${username}"),
+        password_version: 0,
         created_at: at(created),
         disabled_at: None,
     }
@@ -146,7 +152,7 @@ async fn add_user(store: &dyn Store, username: &str, created: i64) -> UserRecord
 
 async fn add_session(store: &dyn Store, user_id: &str, created: i64) -> SessionRecord {
     let s = session(user_id, created);
-    store.create_session(&s).await.unwrap();
+    assert!(store.create_session(&s, 0).await.unwrap());
     s
 }
 
@@ -174,13 +180,6 @@ async fn keys_by_kid(store: &dyn Store) -> Vec<KeyRecord> {
     let mut keys = store.list_keys().await.unwrap();
     keys.sort_by(|a, b| a.kid.cmp(&b.kid));
     keys
-}
-
-fn failures(count: u32, window_start: i64) -> LoginFailures {
-    LoginFailures {
-        count,
-        window_started_at: at(window_start),
-    }
 }
 
 pub async fn ping(store: Arc<dyn Store>) {
@@ -258,26 +257,81 @@ pub async fn duplicate_username_key_conflicts(store: Arc<dyn Store>) {
     assert_eq!(store.list_users().await.unwrap(), vec![first]);
 }
 
-/// Without `revoke`, only the hash changes: no session is touched.
-pub async fn set_password_hash_alone(store: Arc<dyn Store>) {
+/// A rehash replaces the hash while the version is the one read, and
+/// touches nothing else; after a password change it does nothing.
+pub async fn rehash_keeps_sessions_and_needs_the_version(store: Arc<dyn Store>) {
     let alice = add_user(&*store, "alice", 0).await;
     let bob = add_user(&*store, "bob", 0).await;
     let a1 = add_session(&*store, &alice.id, 10).await;
     let a2 = add_session(&*store, &alice.id, 20).await;
 
-    store
-        .set_password_hash(&alice.id, "$argon2id$new", None)
+    assert!(store
+        .rehash_password(&alice.id, 0, "$argon2id$rehashed")
         .await
-        .unwrap();
-
+        .unwrap());
     let expected = UserRecord {
-        password_hash: "$argon2id$new".to_owned(),
+        password_hash: "$argon2id$rehashed".to_owned(),
         ..alice.clone()
     };
     assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(expected));
     assert_eq!(store.user_by_id(&bob.id).await.unwrap(), Some(bob));
     assert_eq!(stored(&*store, &a1.id).await, a1);
     assert_eq!(stored(&*store, &a2.id).await, a2);
+
+    let scope = RevokeScope::User {
+        user_id: &alice.id,
+        except: None,
+    };
+    store
+        .set_password_hash(
+            &alice.id,
+            "$argon2id$changed",
+            scope,
+            at(30),
+            "password_set",
+        )
+        .await
+        .unwrap();
+    // A login that read version 0 must not put the old password back.
+    assert!(!store
+        .rehash_password(&alice.id, 0, "$argon2id$stale")
+        .await
+        .unwrap());
+    let user = store.user_by_id(&alice.id).await.unwrap().unwrap();
+    assert_eq!(
+        (user.password_hash.as_str(), user.password_version),
+        ("$argon2id$changed", 1)
+    );
+}
+
+/// A session opens only while its user is enabled and at the password
+/// version the login checked.
+pub async fn create_session_needs_the_checked_password(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let scope = RevokeScope::User {
+        user_id: &alice.id,
+        except: None,
+    };
+    store
+        .set_password_hash(&alice.id, "$argon2id$new", scope, at(5), "password_set")
+        .await
+        .unwrap();
+    let stale = session(&alice.id, 10);
+    assert!(!store.create_session(&stale, 0).await.unwrap());
+    assert_eq!(store.session(&stale.id).await.unwrap(), None);
+    let fresh = session(&alice.id, 10);
+    assert!(store.create_session(&fresh, 1).await.unwrap());
+    assert_eq!(stored(&*store, &fresh.id).await, fresh);
+
+    store
+        .set_user_disabled(&alice.id, Some(at(20)))
+        .await
+        .unwrap();
+    let disabled = session(&alice.id, 30);
+    assert!(!store.create_session(&disabled, 1).await.unwrap());
+    assert_eq!(store.session(&disabled.id).await.unwrap(), None);
+    let nobody = session(&new_id(), 30);
+    assert!(!store.create_session(&nobody, 0).await.unwrap());
 }
 
 /// With a `User` scope and `except`, every other session of that user is
@@ -296,16 +350,13 @@ pub async fn set_password_hash_revokes_all_but_one(store: Arc<dyn Store>) {
         except: Some(&current.id),
     };
     store
-        .set_password_hash(
-            &alice.id,
-            "$argon2id$new",
-            Some((scope, now, "password_changed")),
-        )
+        .set_password_hash(&alice.id, "$argon2id$new", scope, now, "password_changed")
         .await
         .unwrap();
 
     let user = store.user_by_id(&alice.id).await.unwrap().unwrap();
     assert_eq!(user.password_hash, "$argon2id$new");
+    assert_eq!(user.password_version, 1);
     assert_eq!(stored(&*store, &current.id).await, current);
     assert_eq!(
         stored(&*store, &other1.id).await,
@@ -411,7 +462,7 @@ pub async fn sessions_round_trip(store: Arc<dyn Store>) {
         ..revoked(&session(&alice.id, 30), at(40), "logout")
     };
     for s in [&full, &bare, &ended] {
-        store.create_session(s).await.unwrap();
+        assert!(store.create_session(s, 0).await.unwrap());
     }
     for s in [&full, &bare, &ended] {
         assert_eq!(stored(&*store, &s.id).await, *s);
@@ -422,13 +473,18 @@ pub async fn sessions_round_trip(store: Arc<dyn Store>) {
 pub async fn session_with_user_joins_its_user(store: Arc<dyn Store>) {
     let alice = add_user(&*store, "alice", 0).await;
     // Disabled and created at another time, so a mixed-up column shows.
-    let bob = UserRecord {
-        disabled_at: Some(at(5)),
-        ..user("bob", 1)
-    };
-    store.create_user(&bob).await.unwrap();
+    let bob = add_user(&*store, "bob", 1).await;
     let alices = add_session(&*store, &alice.id, 10).await;
     let bobs = add_session(&*store, &bob.id, 20).await;
+    store
+        .set_user_disabled(&bob.id, Some(at(25)))
+        .await
+        .unwrap();
+    let bob = UserRecord {
+        disabled_at: Some(at(25)),
+        ..bob
+    };
+    let bobs = revoked(&bobs, at(25), "user_disabled");
 
     let found = store.session_with_user(&bobs.id).await.unwrap();
     assert_eq!(
@@ -462,7 +518,7 @@ pub async fn advance_generation_moves_once(store: Arc<dyn Store>) {
         generation: 3,
         ..session(&alice.id, 10)
     };
-    store.create_session(&s).await.unwrap();
+    assert!(store.create_session(&s, 0).await.unwrap());
 
     let moved = SessionRecord {
         generation: 4,
@@ -726,7 +782,7 @@ pub async fn live_sessions_filter_and_order(store: Arc<dyn Store>) {
         revoked(&live(&bob, 160, 900, 2000), at(600), "logout"),
     ];
     for s in [&late, &early, &bobs].into_iter().chain(&dead) {
-        store.create_session(s).await.unwrap();
+        assert!(store.create_session(s, 0).await.unwrap());
     }
 
     let alices = store
@@ -768,6 +824,22 @@ pub async fn keys_round_trip(store: Arc<dyn Store>) {
         matches!(err, StoreError::Conflict(_)),
         "expected Conflict, got {err:?}"
     );
+}
+
+pub async fn delete_keys_by_kid(store: Arc<dyn Store>) {
+    let keep = key(SigningAlg::EdDsa, 0, 0);
+    let gone = key(SigningAlg::EdDsa, 10, 10);
+    let also_gone = key(SigningAlg::Es256, 20, 20);
+    for k in [&keep, &gone, &also_gone] {
+        store.insert_key(k).await.unwrap();
+    }
+    let deleted = store
+        .delete_keys(&[gone.kid.clone(), also_gone.kid.clone(), "unknown".into()])
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert_eq!(store.list_keys().await.unwrap(), [keep]);
+    assert_eq!(store.delete_keys(&[]).await.unwrap(), 0);
 }
 
 /// One call retires, purges when asked, and promotes the successor; a
@@ -907,53 +979,92 @@ pub async fn concurrent_secret_or_insert_agrees(store: Arc<dyn Store>) {
     );
 }
 
-/// The window opens at the first failure, counts inside it, and restarts
-/// at 1 once its start is at or before `window_start_after`.
-pub async fn login_failures_window(store: Arc<dyn Store>) {
+/// Attempts are counted before they are checked: `max_attempts` of them
+/// in a window are allowed, the rest refused (the first refusal said so);
+/// a window restarts once its start is at or before `window_start_after`;
+/// a clear starts the count again.
+pub async fn login_attempts_reserved_up_to_the_limit(store: Arc<dyn Store>) {
     const WINDOW: i64 = 900;
     let (key, other) = ("alice|203.0.113.7", "alice|198.51.100.9");
-    let record = |key: &'static str, now: i64| {
+    let attempt = |key: &'static str, now: i64| {
         let store = Arc::clone(&store);
         async move {
             store
-                .record_login_failure(key, at(now), at(now - WINDOW))
+                .reserve_login_attempt(LoginLimit {
+                    key,
+                    now: at(now),
+                    window_start_after: at(now - WINDOW),
+                    max_attempts: 3,
+                })
                 .await
                 .unwrap()
         }
     };
+    let refused = |start: i64, first: bool| LoginAttempt::Refused {
+        window_started_at: at(start),
+        first,
+    };
 
-    assert_eq!(store.login_failures(key).await.unwrap(), None);
-    assert_eq!(record(key, 0).await, failures(1, 0));
-    assert_eq!(record(key, 10).await, failures(2, 0));
-    assert_eq!(record(key, WINDOW - 1).await, failures(3, 0));
-    assert_eq!(
-        store.login_failures(key).await.unwrap(),
-        Some(failures(3, 0))
-    );
+    for now in [0, 10, WINDOW - 2] {
+        assert_eq!(attempt(key, now).await, LoginAttempt::Allowed, "{now}");
+    }
+    assert_eq!(attempt(key, WINDOW - 1).await, refused(0, true));
+    assert_eq!(attempt(key, WINDOW - 1).await, refused(0, false));
+    assert_eq!(attempt(other, WINDOW - 1).await, LoginAttempt::Allowed);
 
     // The window start is exactly `window_start_after`: over.
-    assert_eq!(record(key, WINDOW).await, failures(1, WINDOW));
-    assert_eq!(record(key, WINDOW + 1).await, failures(2, WINDOW));
-    assert_eq!(
-        store.login_failures(key).await.unwrap(),
-        Some(failures(2, WINDOW))
-    );
-
-    assert_eq!(record(other, WINDOW + 5).await, failures(1, WINDOW + 5));
-    assert_eq!(
-        store.login_failures(key).await.unwrap(),
-        Some(failures(2, WINDOW))
-    );
+    for now in [WINDOW, WINDOW + 1, WINDOW + 2] {
+        assert_eq!(attempt(key, now).await, LoginAttempt::Allowed, "{now}");
+    }
+    assert_eq!(attempt(key, WINDOW + 3).await, refused(WINDOW, true));
 
     store.clear_login_failures(key).await.unwrap();
-    assert_eq!(store.login_failures(key).await.unwrap(), None);
-    assert_eq!(
-        store.login_failures(other).await.unwrap(),
-        Some(failures(1, WINDOW + 5))
-    );
     store.clear_login_failures("never-failed").await.unwrap();
+    for now in [WINDOW + 4, WINDOW + 5, WINDOW + 6] {
+        assert_eq!(attempt(key, now).await, LoginAttempt::Allowed, "{now}");
+    }
+    assert_eq!(attempt(key, WINDOW + 7).await, refused(WINDOW + 4, true));
+    // The other key kept its own count.
+    assert_eq!(attempt(other, WINDOW + 7).await, LoginAttempt::Allowed);
+    assert_eq!(attempt(other, WINDOW + 7).await, LoginAttempt::Allowed);
+    assert_eq!(attempt(other, WINDOW + 7).await, refused(WINDOW - 1, true));
+}
 
-    assert_eq!(record(key, WINDOW + 10).await, failures(1, WINDOW + 10));
+/// However many race, no more than the limit are allowed, and exactly one
+/// refusal is the first.
+pub async fn concurrent_login_attempts_stop_at_the_limit(store: Arc<dyn Store>) {
+    let racers = 50;
+    let barrier = Arc::new(Barrier::new(racers));
+    let tasks: Vec<_> = (0..racers)
+        .map(|_| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .reserve_login_attempt(LoginLimit {
+                        key: "mallory|192.0.2.1",
+                        now: at(0),
+                        window_start_after: at(-900),
+                        max_attempts: 10,
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let allowed = outcomes
+        .iter()
+        .filter(|o| **o == LoginAttempt::Allowed)
+        .count();
+    let first = outcomes
+        .iter()
+        .filter(|o| matches!(o, LoginAttempt::Refused { first: true, .. }))
+        .count();
+    assert_eq!((allowed, first), (10, 1), "{outcomes:?}");
 }
 
 /// Newest first (the later append first when instants tie), at most `limit`.
@@ -1024,7 +1135,7 @@ pub async fn clients_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.list_clients().await.unwrap(), [public]);
 }
 
-/// Prune deletes revoked, expired and idle sessions, old login-failure
+/// Prune deletes revoked, expired and idle sessions, old login-limit
 /// windows and old audit rows, and nothing else.
 pub async fn prune_removes_only_what_cannot_matter(store: Arc<dyn Store>) {
     let alice = add_user(&*store, "alice", 0).await;
@@ -1034,18 +1145,24 @@ pub async fn prune_removes_only_what_cannot_matter(store: Arc<dyn Store>) {
         absolute_expires_at: at(90 * DAY),
         ..session(&alice.id, 80 * DAY)
     };
-    store.create_session(&expired).await.unwrap();
+    assert!(store.create_session(&expired, 0).await.unwrap());
     let gone = add_session(&*store, &alice.id, 100 * DAY).await;
     store
         .revoke_sessions(RevokeScope::One(&gone.id), at(100 * DAY + 1), "logout")
         .await
         .unwrap();
+    let attempt = |key: &'static str, now: i64| LoginLimit {
+        key,
+        now: at(now),
+        window_start_after: at(0),
+        max_attempts: 1,
+    };
     store
-        .record_login_failure("old", at(50 * DAY), at(0))
+        .reserve_login_attempt(attempt("old", 50 * DAY))
         .await
         .unwrap();
     store
-        .record_login_failure("new", at(100 * DAY), at(0))
+        .reserve_login_attempt(attempt("new", 100 * DAY))
         .await
         .unwrap();
     store
@@ -1055,29 +1172,137 @@ pub async fn prune_removes_only_what_cannot_matter(store: Arc<dyn Store>) {
     let recent = AuditRecord::new(AuditEvent::Logout, at(99 * DAY));
     store.append_audit(&recent).await.unwrap();
 
-    let cutoffs = PruneCutoffs {
+    let dead = DeadSessions {
         now: at(100 * DAY + 10),
         idle_before: at(93 * DAY),
-        failures_before: at(99 * DAY),
-        audit_before: at(90 * DAY),
     };
-    let pruned = store.prune(cutoffs).await.unwrap();
+    let first = store.prune_sessions(dead, None, 100).await.unwrap();
+    assert_eq!(first.deleted, 3);
+    assert!(first.next.is_some());
+    let rest = store
+        .prune_sessions(dead, first.next.as_deref(), 100)
+        .await
+        .unwrap();
     assert_eq!(
-        pruned,
-        Pruned {
-            sessions: 3,
-            login_failures: 1,
-            audit_rows: 1
+        rest,
+        SessionsPruned {
+            deleted: 0,
+            next: None
         }
     );
+    assert_eq!(
+        store.prune_login_failures(at(99 * DAY), 100).await.unwrap(),
+        1
+    );
+    assert_eq!(store.prune_audit(at(90 * DAY), 100).await.unwrap(), 1);
+
     assert_eq!(store.session(&live.id).await.unwrap(), Some(live.clone()));
     for dead in [&idle, &expired, &gone] {
         assert_eq!(store.session(&dead.id).await.unwrap(), None);
     }
-    assert_eq!(store.login_failures("old").await.unwrap(), None);
-    assert!(store.login_failures("new").await.unwrap().is_some());
+    // "old" is gone: a new attempt opens a new window, allowed; "new" is
+    // still at its limit of 1.
+    assert_eq!(
+        store
+            .reserve_login_attempt(attempt("old", 100 * DAY))
+            .await
+            .unwrap(),
+        LoginAttempt::Allowed
+    );
+    assert!(matches!(
+        store
+            .reserve_login_attempt(attempt("new", 100 * DAY))
+            .await
+            .unwrap(),
+        LoginAttempt::Refused { .. }
+    ));
     assert_eq!(store.recent_audit(10).await.unwrap(), [recent]);
     assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(alice));
     // Nothing left to prune.
-    assert_eq!(store.prune(cutoffs).await.unwrap(), Pruned::default());
+    let again = store.prune_sessions(dead, None, 100).await.unwrap();
+    assert_eq!(again.deleted, 0);
+    assert_eq!(
+        store.prune_login_failures(at(99 * DAY), 100).await.unwrap(),
+        0
+    );
+    assert_eq!(store.prune_audit(at(90 * DAY), 100).await.unwrap(), 0);
+}
+
+/// A sessions prune looks at `batch` sessions a call, walks the whole table
+/// over the calls, and finds every dead one on the way.
+pub async fn prune_sessions_a_batch_at_a_time(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let mut live = Vec::new();
+    let mut dead = Vec::new();
+    for i in 0..25 {
+        let s = add_session(&*store, &alice.id, i).await;
+        if i % 5 == 0 {
+            store
+                .revoke_sessions(RevokeScope::One(&s.id), at(100), "logout")
+                .await
+                .unwrap();
+            dead.push(s);
+        } else {
+            live.push(s);
+        }
+    }
+    let cutoff = DeadSessions {
+        now: at(200),
+        idle_before: at(-1),
+    };
+    let mut after: Option<String> = None;
+    let (mut calls, mut deleted) = (0, 0);
+    loop {
+        let batch = store
+            .prune_sessions(cutoff, after.as_deref(), 10)
+            .await
+            .unwrap();
+        calls += 1;
+        assert!(batch.deleted <= 10);
+        deleted += batch.deleted;
+        match batch.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!((calls, deleted), (4, 5));
+    for s in &dead {
+        assert_eq!(store.session(&s.id).await.unwrap(), None);
+    }
+    for s in &live {
+        assert_eq!(stored(&*store, &s.id).await, *s);
+    }
+}
+
+/// Audit rows go oldest first and login-limit windows `batch` at a time.
+pub async fn prune_audit_and_failures_a_batch_at_a_time(store: Arc<dyn Store>) {
+    let rows: Vec<AuditRecord> = (0..5)
+        .map(|i| AuditRecord::new(AuditEvent::Logout, at(i * 10)))
+        .collect();
+    for row in &rows {
+        store.append_audit(row).await.unwrap();
+    }
+    assert_eq!(store.prune_audit(at(30), 2).await.unwrap(), 2);
+    assert_eq!(
+        store.recent_audit(10).await.unwrap(),
+        [rows[4].clone(), rows[3].clone(), rows[2].clone()]
+    );
+    assert_eq!(store.prune_audit(at(30), 2).await.unwrap(), 2);
+    assert_eq!(store.prune_audit(at(30), 2).await.unwrap(), 0);
+    assert_eq!(store.recent_audit(10).await.unwrap(), [rows[4].clone()]);
+
+    for key in ["a", "b", "c"] {
+        store
+            .reserve_login_attempt(LoginLimit {
+                key,
+                now: at(0),
+                window_start_after: at(-900),
+                max_attempts: 5,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.prune_login_failures(at(0), 2).await.unwrap(), 2);
+    assert_eq!(store.prune_login_failures(at(0), 2).await.unwrap(), 1);
+    assert_eq!(store.prune_login_failures(at(0), 2).await.unwrap(), 0);
 }

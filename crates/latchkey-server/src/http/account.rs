@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use latchkey_proto::{ErrorBody, PasswordChange, SessionList, User};
 
 use super::error::ApiError;
-use super::extract::{Auth, Context, JsonBody};
+use super::extract::{AccountAuth, Auth, Context, JsonBody};
 use super::{views, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -32,7 +32,7 @@ async fn me(Auth(auth): Auth) -> Json<User> {
         (status = 429, description = "rate_limited", body = ErrorBody)))]
 async fn change_password(
     State(app): State<AppState>,
-    Auth(auth): Auth,
+    AccountAuth(auth): AccountAuth,
     Context(ctx): Context,
     JsonBody(body): JsonBody<PasswordChange>,
 ) -> Result<Response, ApiError> {
@@ -46,7 +46,7 @@ async fn change_password(
     responses((status = 200, body = SessionList), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody)))]
 async fn list_sessions(
     State(app): State<AppState>,
-    Auth(auth): Auth,
+    AccountAuth(auth): AccountAuth,
 ) -> Result<Json<SessionList>, ApiError> {
     let sessions = app.service.live_sessions(Some(&auth.user.id)).await?;
     let current = Some(auth.session.id.as_str());
@@ -64,7 +64,7 @@ async fn list_sessions(
         (status = 404, description = "not_found: no such session of the caller's", body = ErrorBody)))]
 async fn revoke_session(
     State(app): State<AppState>,
-    Auth(auth): Auth,
+    AccountAuth(auth): AccountAuth,
     Context(ctx): Context,
     Path(sid): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -114,22 +114,25 @@ async fn refresh(
     headers: HeaderMap,
     Context(ctx): Context,
 ) -> Response {
-    let result = async {
-        let token =
-            cookies::read(&headers, &app.http.cookies.refresh_name).ok_or(ApiError::Service(
-                latchkey_core::ServiceError::InvalidToken("no refresh cookie"),
-            ))?;
-        check_csrf(&method, &headers, &app)?;
-        Ok::<_, ApiError>(app.service.refresh(&token, &ctx).await?)
+    // Without a refresh cookie there is nothing of ours to clear: answering
+    // with cleared cookies would let any page log the user out (or a
+    // sibling domain's tossed duplicate do it).
+    let Some(token) = cookies::read(&headers, &app.http.cookies.refresh_name) else {
+        return ApiError::Service(latchkey_core::ServiceError::InvalidToken(
+            "no refresh cookie",
+        ))
+        .into_response();
+    };
+    if let Err(e) = check_csrf(&method, &headers, &app) {
+        return e.into_response();
     }
-    .await;
-    match result {
+    match app.service.refresh(&token, &ctx).await {
         Ok(issued) => issued_response(&app, &issued),
         // A refresh that fails for its token leaves the browser with nothing stale.
-        Err(e @ ApiError::Service(latchkey_core::ServiceError::InvalidToken(_))) => {
-            cleared(&app, e.into_response())
+        Err(e @ latchkey_core::ServiceError::InvalidToken(_)) => {
+            cleared(&app, ApiError::from(e).into_response())
         }
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -170,7 +173,7 @@ async fn logout(
         (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody), (status = 403, description = "csrf_rejected", body = ErrorBody)))]
 async fn logout_all(
     State(app): State<AppState>,
-    super::extract::Auth(auth): super::extract::Auth,
+    super::extract::AccountAuth(auth): super::extract::AccountAuth,
     Context(ctx): Context,
 ) -> Result<Response, ApiError> {
     app.service.logout_all(&auth.user.id, &ctx).await?;

@@ -10,8 +10,10 @@ use ipnet::IpNet;
 /// order as one list; its right-most address not in the trusted list is the
 /// client, or its left-most when all are trusted. Anything unreadable ends
 /// the walk at the last trusted hop, which is then the client as far as we
-/// can tell.
+/// can tell. An IPv4-mapped IPv6 address (a dual-stack socket's view of an
+/// IPv4 peer) is taken as the IPv4 address it maps.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -83,6 +85,20 @@ mod tests {
         assert_eq!(
             client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
             ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_are_ipv4() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let h = headers(&["1.2.3.4"]);
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), &h, &trusted),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            client_ip(ip("::ffff:9.9.9.9"), &HeaderMap::new(), &[]),
+            ip("9.9.9.9")
         );
     }
 

@@ -84,17 +84,23 @@ impl CookieSettings {
     }
 }
 
-/// The first value of the named cookie among the request's `Cookie` headers.
+/// The value of the named cookie among the request's `Cookie` headers. A
+/// name sent twice counts as absent: the second may have been planted by a
+/// sibling subdomain (cookie tossing), and nothing tells which is ours.
 pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
+    let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim_matches('"').to_owned())
-        .filter(|v| !v.is_empty())
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v);
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    Some(value.trim_matches('"').to_owned()).filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -114,5 +120,26 @@ mod tests {
         assert_eq!(read(&h, "missing"), None);
         h.append(header::COOKIE, HeaderValue::from_static("empty="));
         assert_eq!(read(&h, "empty"), None);
+    }
+
+    #[test]
+    fn a_name_sent_twice_is_absent() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("refreshToken=ours; refreshToken=tossed"),
+        );
+        assert_eq!(read(&h, "refreshToken"), None);
+        let mut split = HeaderMap::new();
+        split.append(
+            header::COOKIE,
+            HeaderValue::from_static("refreshToken=ours"),
+        );
+        split.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; refreshToken=x"),
+        );
+        assert_eq!(read(&split, "refreshToken"), None);
+        assert_eq!(read(&split, "a").as_deref(), Some("1"));
     }
 }

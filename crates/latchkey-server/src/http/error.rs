@@ -23,6 +23,8 @@ pub enum ApiError {
     RouteNotFound,
     #[error("this method is not allowed here")]
     MethodNotAllowed,
+    #[error("the request body did not arrive within {} s", .0.as_secs())]
+    RequestTimeout(std::time::Duration),
 }
 
 impl ApiError {
@@ -52,6 +54,7 @@ impl ApiError {
                 S::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope"),
                 S::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
                 S::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+                S::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
             },
             Self::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::UnsupportedMediaType(_) => {
@@ -61,6 +64,7 @@ impl ApiError {
             Self::CsrfRejected => (StatusCode::FORBIDDEN, "csrf_rejected"),
             Self::RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "invalid_request"),
         }
     }
 
@@ -119,6 +123,12 @@ impl IntoResponse for ApiError {
             }
             Self::Service(ServiceError::Unavailable(_)) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::Service(ServiceError::InsufficientScope(scope)) => {
+                let challenge = format!(r#"Bearer error="insufficient_scope", scope="{scope}""#);
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             Self::Service(ServiceError::InvalidClient(_)) => {
                 headers.insert(

@@ -1,8 +1,6 @@
 //! Extractors: JSON bodies with the contract's error codes, the request
 //! context, and the access-token check (with CSRF for cookies).
 
-use std::net::SocketAddr;
-
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -11,6 +9,7 @@ use latchkey_core::service::{Authenticated, RequestContext};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::listener::Peer;
 use super::{client_ip, cookies, AppState};
 use crate::config::origin_of;
 
@@ -51,8 +50,8 @@ where
         let app = AppState::from_ref(state);
         let peer = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
+            .get::<ConnectInfo<Peer>>()
+            .map(|ConnectInfo(peer)| peer.addr.ip())
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let ip = client_ip::client_ip(peer, &parts.headers, &app.http.trusted_proxies);
         let user_agent = parts
@@ -127,5 +126,22 @@ where
             check_csrf(&parts.method, &parts.headers, &app)?;
         }
         Ok(Self(app.service.authenticate(&token).await?))
+    }
+}
+
+/// A caller allowed to manage the account: sessions, logout everywhere, the
+/// password (API.md section 8).
+pub struct AccountAuth(pub Authenticated);
+
+impl<S: Send + Sync> FromRequestParts<S> for AccountAuth
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Auth(auth) = Auth::from_request_parts(parts, state).await?;
+        auth.require_account_access()?;
+        Ok(Self(auth))
     }
 }

@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod cookies;
 pub mod error;
 mod extract;
+pub mod listener;
 pub(crate) mod meta;
 pub(crate) mod oauth;
 pub mod views;
@@ -15,6 +16,7 @@ pub mod views;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -40,6 +42,8 @@ pub struct HttpSettings {
     pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<IpNet>,
     pub jwks_max_age: Duration,
+    /// A request body must have arrived this long after its head.
+    pub body_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -69,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .merge(oauth::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .with_state(state)
         .layer(middleware::from_fn(contract_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -82,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(middleware::from_fn(listener::track_requests))
 }
 
 static REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -98,7 +104,25 @@ fn request_span(request: &Request) -> tracing::Span {
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!("request", request_id, method = %request.method(), route)
+    let method = method_label(request.method());
+    tracing::info_span!("request", request_id, method, route)
+}
+
+/// A method as a label: one of the standard ones, or `other`, so that no
+/// request can add a metrics series (or a long log field) of its own.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// Counts and times every routed request by its route pattern.
@@ -108,7 +132,7 @@ async fn observe(State(app): State<AppState>, request: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     let labels = RequestLabels {
         route,
@@ -142,6 +166,37 @@ async fn contract_errors(request: Request, next: Next) -> Response {
         return contract;
     }
     response
+}
+
+/// Reads the whole body (at most 64 KiB) before any handler runs, within
+/// `body_timeout` of the head: a client that trickles its body gets 408 and
+/// the connection closes.
+async fn read_body(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    let collected = tokio::time::timeout(
+        app.http.body_timeout,
+        http_body_util::BodyExt::collect(limited),
+    )
+    .await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return ApiError::PayloadTooLarge.into_response()
+        }
+        Ok(Err(_)) => {
+            return ApiError::bad_request("the request body could not be read").into_response()
+        }
+        Err(_) => {
+            let mut response = ApiError::RequestTimeout(app.http.body_timeout).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// `Cache-Control: no-store` and `Pragma: no-cache` for answers that carry tokens.

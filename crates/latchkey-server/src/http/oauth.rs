@@ -2,8 +2,10 @@
 //! introspection (RFC 7662) and the authorization server's metadata
 //! (RFC 8414). A second door into the same service as `/v1`.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, State};
+use std::collections::HashSet;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,7 +29,11 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/oauth-authorization-server", get(metadata))
 }
 
-/// A form body whose parameters each appear at most once (RFC 6749 §3.2).
+/// Most parameters a form may carry (API.md section 8).
+pub const MAX_FORM_PARAMS: usize = 100;
+
+/// A form body whose parameters each appear at most once (RFC 6749 §3.2),
+/// at most [`MAX_FORM_PARAMS`] of them, parsed in time linear in the body.
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
@@ -43,26 +49,55 @@ impl Params {
         self.get(name)
             .ok_or_else(|| ApiError::bad_request(format!("the {name} parameter is required")))
     }
+
+    /// Parses `application/x-www-form-urlencoded` bytes.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let mut pairs = Vec::new();
+        let mut seen = HashSet::new();
+        for (name, value) in form_urlencoded::parse(body) {
+            if pairs.len() == MAX_FORM_PARAMS {
+                return Err(ApiError::bad_request(format!(
+                    "a form may carry at most {MAX_FORM_PARAMS} parameters"
+                )));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(ApiError::bad_request(format!(
+                    "the {name} parameter appears twice"
+                )));
+            }
+            pairs.push((name.into_owned(), value.into_owned()));
+        }
+        Ok(Self(pairs))
+    }
 }
 
-fn form(body: Result<Form<Vec<(String, String)>>, FormRejection>) -> Result<Params, ApiError> {
-    let Form(pairs) = body.map_err(|e| match e {
-        FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedMediaType(
-            "the body must be application/x-www-form-urlencoded".into(),
-        ),
-        FormRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let form_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !form_type {
+            return Err(ApiError::UnsupportedMediaType(
+                "the body must be application/x-www-form-urlencoded".into(),
+            ));
         }
-        other => ApiError::bad_request(other.body_text()),
-    })?;
-    for (i, (name, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(n, _)| n == name) {
-            return Err(ApiError::bad_request(format!(
-                "the {name} parameter appears twice"
-            )));
-        }
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::bad_request(e.body_text())
+            }
+        })?;
+        Self::parse(&body)
     }
-    Ok(Params(pairs))
 }
 
 /// The client's credentials from HTTP Basic or the body
@@ -150,10 +185,10 @@ async fn token(
     State(app): State<AppState>,
     headers: HeaderMap,
     Context(ctx): Context,
-    body: Result<Form<Vec<(String, String)>>, FormRejection>,
+    params: Result<Params, ApiError>,
 ) -> Response {
     let result = async {
-        let params = form(body)?;
+        let params = params?;
         let client = client(&app, &headers, &params).await?;
         let scope = params.get("scope");
         let service = &app.service;
@@ -206,9 +241,9 @@ async fn revoke(
     State(app): State<AppState>,
     headers: HeaderMap,
     Context(ctx): Context,
-    body: Result<Form<Vec<(String, String)>>, FormRejection>,
+    params: Result<Params, ApiError>,
 ) -> Result<Response, ApiError> {
-    let params = form(body)?;
+    let params = params?;
     let client = client(&app, &headers, &params).await?;
     let token = params.required("token")?;
     app.service
@@ -227,9 +262,9 @@ async fn revoke(
 async fn introspect(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Result<Form<Vec<(String, String)>>, FormRejection>,
+    params: Result<Params, ApiError>,
 ) -> Result<Response, ApiError> {
-    let params = form(body)?;
+    let params = params?;
     let client = client(&app, &headers, &params).await?;
     if !client.confidential {
         return Err(ApiError::Service(ServiceError::InvalidClient(

@@ -407,6 +407,91 @@ fn a_bad_setting_stops_with_one_line_naming_it() {
         err.contains("issuer"),
         "a wildcard address needs an issuer: {err}"
     );
+    // Bounded settings (API.md section 8): refused at start-up, one line.
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, setting) in [
+        ("--refresh-reuse-grace", "61s", "refresh_reuse_grace"),
+        ("--access-ttl", "3651d", "access_ttl"),
+        ("--session-max-age", "99999d", "session_max_age"),
+        ("--login-window", "4000d", "login_window"),
+        ("--max-connections", "0", "max_connections"),
+        ("--header-read-timeout", "0", "header_read_timeout"),
+    ] {
+        let err = failed(&latchkey(&dir, &["serve", flag, value], None));
+        assert!(err.contains(setting), "{flag} {value}: {err}");
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// The database, its `-wal` and `-shm` files and the secret file are the
+/// owner's only; a secret file others can read stops `serve`.
+#[tokio::test]
+async fn files_are_the_owners_only_and_a_shared_secret_stops_serve() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    register(&server.url, "alice").await;
+    login(&server.url, "alice").await;
+    for file in [
+        "latchkey.db",
+        "latchkey.db-wal",
+        "latchkey.db-shm",
+        "latchkey.db.secret",
+    ] {
+        assert_eq!(mode(&dir.path().join(file)), 0o600, "{file}");
+    }
+    drop(server);
+
+    let secret = dir.path().join("latchkey.db.secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let err = failed(&latchkey(&dir, &["serve", "--listen", "127.0.0.1:0"], None));
+    assert!(
+        err.contains("latchkey.db.secret") && err.contains("600"),
+        "{err}"
+    );
+}
+
+/// `master_key_file` reads the master key from a file (not a flag); keys
+/// made before a master key was set are named at start-up.
+#[tokio::test]
+async fn the_master_key_comes_from_a_file_and_clear_keys_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // A first start without a master key: its signing key is stored in clear.
+    let server = Server::start(&dir, &[]);
+    register(&server.url, "alice").await;
+    drop(server);
+
+    let key_file = dir.path().join("master.key");
+    std::fs::write(&key_file, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
+    let log = dir.path().join("serve.log");
+    let server = Server::start_logging(
+        &dir,
+        &["--master-key-file", key_file.to_str().unwrap()],
+        std::fs::File::create(&log).unwrap(),
+    );
+    let pair = login(&server.url, "alice").await;
+    assert_eq!(me(&server.url, &pair.access).await.status(), StatusCode::OK);
+    let kid = ok_lines(&latchkey(&dir, &["key", "list"], None))[0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(server);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("unencrypted") && logged.contains(&kid),
+        "{logged}"
+    );
+
+    let err = failed(&latchkey(
+        &dir,
+        &["migrate", "--master-key-file", "no-such-file"],
+        None,
+    ));
+    assert!(err.contains("master_key_file"), "{err}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod errors;
 mod helpers;
 mod interop;
 mod keys;
+mod limits;
 mod nodes;
 mod oauth;
 mod operations;

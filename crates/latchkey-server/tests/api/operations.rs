@@ -132,6 +132,18 @@ async fn metrics_count_requests_events_and_sessions() {
     assert_eq!(event("login_failed"), Some(1.0));
     assert_eq!(event("refreshed"), Some(2.0));
     assert_eq!(event("reuse_detected_stale_copy"), Some(1.0));
+    // The gauge is the last background count (none since start-up):
+    // a scrape never counts.
+    assert_eq!(sample(&text, "latchkey_live_sessions"), Some(0.0));
+    app.service.recount_live_sessions().await.unwrap();
+    let text = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(
         sample(&text, "latchkey_live_sessions"),
         Some(1.0),
