@@ -141,6 +141,19 @@ pub enum FetchError {
         /// What is wrong with it.
         message: String,
     },
+    /// A URL the keys would have come from is neither `https` nor plain
+    /// `http` to a loopback host (and
+    /// [`allow_insecure_http`](crate::VerifierBuilder::allow_insecure_http)
+    /// is off): a `jwks_uri` found by discovery, a redirect, the URL an
+    /// answer came from in the end; or a redirect from `https` to `http`
+    /// (refused even with the opt-in).
+    #[error("refusing {url}: {message}")]
+    Insecure {
+        /// The URL refused.
+        url: String,
+        /// Why.
+        message: String,
+    },
     /// The key set holds no key this crate can verify with (Ed25519, P-256
     /// or RSA of 2048 bits or more, for signatures, with a `kid`).
     #[error("{url} holds no usable signing key")]
@@ -170,6 +183,18 @@ pub enum BuildError {
         url: String,
         /// What is wrong with it.
         message: &'static str,
+    },
+    /// The issuer (when discovery uses it) or the JWKS URL is plain
+    /// `http` to a host that is not loopback, and
+    /// [`allow_insecure_http`](crate::VerifierBuilder::allow_insecure_http)
+    /// is off.
+    #[error(
+        "{url:?} is plain http to a host that is not loopback: use https \
+         (allow_insecure_http(true) lifts this, for development only)"
+    )]
+    InsecureUrl {
+        /// The URL given.
+        url: String,
     },
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]

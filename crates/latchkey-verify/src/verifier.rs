@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use crate::claims::{self, Claims, Expectations};
 use crate::error::{BuildError, Error, FetchError};
 use crate::fetch::{self, Bounds};
+use crate::https;
 use crate::jwk::{self, Keys, VerifyingKey};
 use crate::token;
 
@@ -310,6 +311,7 @@ pub struct VerifierBuilder {
     min_refetch_interval: Duration,
     fetch_timeout: Duration,
     max_jwks_bytes: usize,
+    allow_insecure_http: bool,
     token_cookie: Option<String>,
     client: Option<reqwest::Client>,
 }
@@ -324,6 +326,7 @@ impl Default for VerifierBuilder {
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             max_jwks_bytes: DEFAULT_MAX_JWKS_BYTES,
+            allow_insecure_http: false,
             token_cookie: None,
             client: None,
         }
@@ -349,6 +352,9 @@ impl VerifierBuilder {
 
     /// Where the key set is, such as
     /// `https://login.example.com/.well-known/jwks.json`; skips discovery.
+    ///
+    /// It must be `https`, or plain `http` to a loopback host (see
+    /// [`allow_insecure_http`](Self::allow_insecure_http)).
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.jwks_url = Some(url.into());
         self
@@ -382,6 +388,21 @@ impl VerifierBuilder {
         self
     }
 
+    /// Lets the key set and the discovery document be fetched over plain
+    /// `http` from any host (off by default). **For development and
+    /// testing only**: anyone on the path could swap the keys, and with
+    /// them forge any token.
+    ///
+    /// Without it, every URL fetched (the JWKS URL, the discovery document
+    /// derived from the issuer, the `jwks_uri` it names, each redirect) must
+    /// be `https`, or plain `http` to a loopback host: `localhost`,
+    /// `127.0.0.0/8` or `[::1]`. Even with it, a redirect from `https` to
+    /// `http` is refused.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
     /// Also takes the token from this cookie (latchkey's is `accessToken`)
     /// when a request has no `Authorization: Bearer` header.
     ///
@@ -394,7 +415,12 @@ impl VerifierBuilder {
     }
 
     /// The HTTP client to fetch with (for a proxy or extra root
-    /// certificates); the fetch timeout and size bound still apply.
+    /// certificates); the fetch timeout, the size bound and the https rule
+    /// (on the URLs asked and on the URL of each answer) still apply.
+    ///
+    /// Its redirect policy applies, not this crate's: build it with
+    /// [`redirect_policy`](crate::redirect_policy) so that no redirect goes
+    /// through plain http on the way to an https answer.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -407,7 +433,10 @@ impl VerifierBuilder {
     /// # Errors
     ///
     /// A missing issuer or audience, a leeway over 60 s, a URL that is not
-    /// absolute `http(s)`, an HTTP client that cannot be built.
+    /// absolute `http(s)`, a URL to fetch from that is plain `http` to a
+    /// host that is not loopback (without
+    /// [`allow_insecure_http`](Self::allow_insecure_http)), an HTTP client
+    /// that cannot be built.
     pub fn build(self) -> Result<Verifier, BuildError> {
         let issuer = self.issuer.ok_or(BuildError::MissingIssuer)?;
         let audience = self.audience.ok_or(BuildError::MissingAudience)?;
@@ -416,12 +445,20 @@ impl VerifierBuilder {
         }
         let issuer_url = http_url(&issuer)?;
         let jwks_url = self.jwks_url.as_deref().map(http_url).transpose()?;
+        // The issuer is fetched from only for discovery; otherwise it is a
+        // name compared with `iss`, whatever its scheme.
+        let fetched = jwks_url.as_ref().unwrap_or(&issuer_url);
+        if https::check(fetched, self.allow_insecure_http).is_err() {
+            return Err(BuildError::InsecureUrl {
+                url: fetched.to_string(),
+            });
+        }
         let client = match self.client {
             Some(client) => client,
             None => reqwest::Client::builder()
                 .timeout(self.fetch_timeout)
                 .connect_timeout(self.fetch_timeout)
-                .redirect(reqwest::redirect::Policy::limited(3))
+                .redirect(https::redirect_policy(self.allow_insecure_http))
                 .user_agent(concat!("latchkey-verify/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| BuildError::Client(e.to_string()))?,
@@ -438,6 +475,7 @@ impl VerifierBuilder {
                 bounds: Bounds {
                     timeout: self.fetch_timeout,
                     max_bytes: self.max_jwks_bytes,
+                    allow_insecure_http: self.allow_insecure_http,
                 },
                 token_cookie: self.token_cookie,
                 client,
@@ -505,6 +543,18 @@ mod tests {
             Verifier::builder().issuer("login").audience("a").build(),
             Err(BuildError::InvalidUrl { .. })
         ));
+        assert!(matches!(
+            base()
+                .jwks_url("http://login.example.com/jwks.json")
+                .build(),
+            Err(BuildError::InsecureUrl { .. })
+        ));
+        assert!(base()
+            .jwks_url("http://login.example.com/jwks.json")
+            .allow_insecure_http(true)
+            .build()
+            .is_ok());
+        assert!(!Verifier::builder().allow_insecure_http);
         let v = base().token_cookie("accessToken").build().unwrap();
         assert_eq!(v.token_cookie(), Some("accessToken"));
         assert!(v.cached_kids().is_empty());
