@@ -97,7 +97,10 @@
 //!   with a single request in flight however many verifications wait.
 //! - Each fetch is bounded in time ([`fetch_timeout`](VerifierBuilder::fetch_timeout))
 //!   and size ([`max_jwks_bytes`](VerifierBuilder::max_jwks_bytes)); a
-//!   failed one keeps the cached keys in use.
+//!   failed one keeps the cached keys in use, for at most
+//!   [`max_stale`](VerifierBuilder::max_stale) (1 h by default) past their
+//!   `max-age`. After that, tokens are refused with [`Error::StaleKeys`]
+//!   (`503`, like any key-fetch failure) until a refetch succeeds.
 //! - Fetched over `https` only: plain `http` is allowed to a loopback host
 //!   (`localhost`, `127.0.0.0/8`, `[::1]`) and, for development only, to
 //!   any host with [`allow_insecure_http`](VerifierBuilder::allow_insecure_http).
@@ -132,5 +135,5 @@ pub use crate::layer::{Auth, AuthLayer, RequireScope, Scope};
 pub use crate::request::Rejection;
 pub use crate::verifier::{
     Verifier, VerifierBuilder, DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY, DEFAULT_MAX_JWKS_BYTES,
-    DEFAULT_MIN_REFETCH_INTERVAL, MAX_LEEWAY,
+    DEFAULT_MAX_STALE, DEFAULT_MIN_REFETCH_INTERVAL, MAX_LEEWAY,
 };

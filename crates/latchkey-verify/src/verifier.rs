@@ -25,6 +25,9 @@ pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default bound on the size of the key set (and discovery document).
 pub const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
+/// The default time cached keys still serve past their `max-age` while
+/// every refetch fails.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60 * 60);
 
 /// Checks latchkey access tokens offline, against the issuer's published
 /// keys.
@@ -43,6 +46,7 @@ struct Inner {
     jwks_url: Option<Url>,
     leeway: i64,
     min_refetch_interval: Duration,
+    max_stale: Duration,
     bounds: Bounds,
     token_cookie: Option<String>,
     client: reqwest::Client,
@@ -55,7 +59,21 @@ struct Inner {
 struct KeySet {
     keys: Keys,
     generation: u64,
+    /// When to refresh (in the background); `None` before the first fetch.
     fresh_until: Option<Instant>,
+    /// When to stop trusting these keys unless a refetch succeeds (max-age
+    /// plus max-stale); `None` for never.
+    usable_until: Option<Instant>,
+}
+
+impl KeySet {
+    fn is_stale(&self, now: Instant) -> bool {
+        self.fresh_until.is_none_or(|t| now >= t)
+    }
+
+    fn is_expired(&self, now: Instant) -> bool {
+        self.usable_until.is_some_and(|t| now >= t)
+    }
 }
 
 #[derive(Default)]
@@ -86,15 +104,17 @@ impl Verifier {
     /// claims.
     ///
     /// Fetches the key set on first use, when the cached one has gone stale
-    /// (in the background: the stale keys still serve meanwhile), and when
-    /// the token names a key not in it (at most once per
+    /// (in the background: the stale keys still serve meanwhile, for up to
+    /// [`max_stale`](VerifierBuilder::max_stale)), and when the token names
+    /// a key not in it (at most once per
     /// [`min_refetch_interval`](VerifierBuilder::min_refetch_interval), one
     /// request however many callers wait). With keys cached, no I/O happens.
     ///
     /// # Errors
     ///
     /// Why the token was refused; [`Error::KeysUnavailable`] when there were
-    /// no keys to check it with.
+    /// no keys to check it with, [`Error::StaleKeys`] when the only keys are
+    /// past `max_stale` and cannot be refreshed.
     pub async fn verify(&self, token: &str) -> Result<Claims, Error> {
         let parsed = token::parse(token)?;
         let key = self.key(&parsed.kid).await?;
@@ -113,7 +133,9 @@ impl Verifier {
     ///
     /// # Errors
     ///
-    /// Why the fetch failed; previously cached keys are kept.
+    /// Why the fetch failed; previously cached keys are kept (and serve
+    /// until [`max_stale`](VerifierBuilder::max_stale) past their
+    /// `max-age`).
     pub async fn refresh_keys(&self) -> Result<(), FetchError> {
         let seen = self.inner.current().generation;
         Inner::refresh_detached(&self.inner, seen, true)
@@ -144,19 +166,32 @@ impl Verifier {
 
     async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, Error> {
         let set = self.inner.current();
+        let now = Instant::now();
         if let Some(key) = set.keys.get(kid) {
-            if set.fresh_until.is_none_or(|t| Instant::now() >= t) {
-                self.inner.refresh_in_background(set.generation);
+            if !set.is_stale(now) {
+                return Ok(key.clone());
             }
-            return Ok(key.clone());
+            if !set.is_expired(now) {
+                self.inner.refresh_in_background(set.generation);
+                return Ok(key.clone());
+            }
         }
-        // Unknown kid, or nothing fetched yet: wait for a refetch.
+        // Unknown kid, nothing fetched yet, or keys past max-stale: wait for
+        // a refetch.
         let set = match Inner::refresh_detached(&self.inner, set.generation, false).await {
+            // Also when the refetch was skipped (the interval) because the
+            // last one succeeded: those keys are as fresh as allowed.
             Ok(set) => set,
             Err(e) => {
                 let cached = self.inner.current();
                 if cached.keys.is_empty() {
                     return Err(Error::KeysUnavailable(e));
+                }
+                if cached.is_expired(Instant::now()) {
+                    return Err(Error::StaleKeys {
+                        max_stale: self.inner.max_stale,
+                        source: e,
+                    });
                 }
                 cached
             }
@@ -241,17 +276,19 @@ impl Inner {
         match self.fetch(&mut state).await {
             Ok((keys, max_age)) => {
                 tracing::debug!(keys = keys.len(), ?max_age, "fetched the JWKS");
+                let fresh_until = Instant::now() + max_age;
                 let set = Arc::new(KeySet {
                     keys,
                     generation: current.generation + 1,
-                    fresh_until: Some(Instant::now() + max_age),
+                    fresh_until: Some(fresh_until),
+                    usable_until: fresh_until.checked_add(self.max_stale),
                 });
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) = set.clone();
                 state.last_error = None;
                 Ok(set)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "JWKS fetch failed; the cached keys stay in use");
+                tracing::warn!(error = %e, "JWKS fetch failed; the cached keys serve up to max_stale");
                 state.last_error = Some(e.clone());
                 // Discover again next time: the document may have moved.
                 state.discovered = None;
@@ -311,6 +348,7 @@ pub struct VerifierBuilder {
     min_refetch_interval: Duration,
     fetch_timeout: Duration,
     max_jwks_bytes: usize,
+    max_stale: Duration,
     allow_insecure_http: bool,
     token_cookie: Option<String>,
     client: Option<reqwest::Client>,
@@ -326,6 +364,7 @@ impl Default for VerifierBuilder {
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             max_jwks_bytes: DEFAULT_MAX_JWKS_BYTES,
+            max_stale: DEFAULT_MAX_STALE,
             allow_insecure_http: false,
             token_cookie: None,
             client: None,
@@ -385,6 +424,21 @@ impl VerifierBuilder {
     /// (64 KiB by default).
     pub fn max_jwks_bytes(mut self, bytes: usize) -> Self {
         self.max_jwks_bytes = bytes;
+        self
+    }
+
+    /// How long the cached keys still serve past their `max-age` while
+    /// every refetch fails (1 h by default, [`DEFAULT_MAX_STALE`]).
+    ///
+    /// Riding out an issuer outage keeps the API up, but keys that cannot
+    /// be refreshed may have been retired (a leaked key rotated out): past
+    /// this bound, tokens are refused with [`Error::StaleKeys`] (503 from
+    /// the layer and the extractors, like any key-fetch failure) until a
+    /// refetch succeeds, at most one per
+    /// [`min_refetch_interval`](Self::min_refetch_interval). `Duration::MAX`
+    /// keeps them forever.
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = max_stale;
         self
     }
 
@@ -472,6 +526,7 @@ impl VerifierBuilder {
                 jwks_url,
                 leeway,
                 min_refetch_interval: self.min_refetch_interval,
+                max_stale: self.max_stale,
                 bounds: Bounds {
                     timeout: self.fetch_timeout,
                     max_bytes: self.max_jwks_bytes,
@@ -483,6 +538,7 @@ impl VerifierBuilder {
                     keys: Keys::new(),
                     generation: 0,
                     fresh_until: None,
+                    usable_until: None,
                 })),
                 refresh: Mutex::new(RefreshState::default()),
             }),
@@ -554,6 +610,8 @@ mod tests {
             .allow_insecure_http(true)
             .build()
             .is_ok());
+        assert_eq!(DEFAULT_MAX_STALE, Duration::from_secs(3600));
+        assert_eq!(Verifier::builder().max_stale, DEFAULT_MAX_STALE);
         assert!(!Verifier::builder().allow_insecure_http);
         let v = base().token_cookie("accessToken").build().unwrap();
         assert_eq!(v.token_cookie(), Some("accessToken"));
