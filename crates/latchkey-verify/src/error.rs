@@ -7,9 +7,10 @@ use crate::jwk::Algorithm;
 
 /// Why [`Verifier::verify`](crate::Verifier::verify) refused a token.
 ///
-/// Every variant but [`Error::KeysUnavailable`] means the token itself is
-/// bad (HTTP 401 `invalid_token`); `KeysUnavailable` means the verifier could
-/// not tell, because the issuer's keys could not be fetched (HTTP 503).
+/// Every variant but [`Error::KeysUnavailable`] and [`Error::StaleKeys`]
+/// means the token itself is bad (HTTP 401 `invalid_token`); those two mean
+/// the verifier could not tell, because the issuer's keys could not be
+/// fetched (HTTP 503).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -65,13 +66,27 @@ pub enum Error {
     /// failed.
     #[error("the issuer's keys are unavailable: {0}")]
     KeysUnavailable(#[source] FetchError),
+    /// The cached keys are older than their `max-age` plus
+    /// [`max_stale`](crate::VerifierBuilder::max_stale), and every refetch
+    /// since has failed: they are no longer trusted, until a refetch
+    /// succeeds.
+    #[error(
+        "the issuer's keys could not be refreshed for longer than max_stale \
+         ({max_stale:?}) past their max-age: {source}"
+    )]
+    StaleKeys {
+        /// The configured bound.
+        max_stale: Duration,
+        /// Why the last refetch failed.
+        source: FetchError,
+    },
 }
 
 impl Error {
     /// `true` when the token itself is bad (everything but
-    /// [`Error::KeysUnavailable`]).
+    /// [`Error::KeysUnavailable`] and [`Error::StaleKeys`]).
     pub fn is_invalid_token(&self) -> bool {
-        !matches!(self, Self::KeysUnavailable(_))
+        !matches!(self, Self::KeysUnavailable(_) | Self::StaleKeys { .. })
     }
 
     /// A short fixed description, safe to send to a client: it never echoes
@@ -91,6 +106,9 @@ impl Error {
             Self::InvalidIssuer => "the token's issuer is not accepted",
             Self::InvalidAudience => "the token's audience is not accepted",
             Self::KeysUnavailable(_) => "the issuer's keys cannot be fetched, try again shortly",
+            Self::StaleKeys { .. } => {
+                "the issuer's keys are out of date and cannot be refreshed, try again shortly"
+            }
         }
     }
 }
@@ -141,6 +159,19 @@ pub enum FetchError {
         /// What is wrong with it.
         message: String,
     },
+    /// A URL the keys would have come from is neither `https` nor plain
+    /// `http` to a loopback host (and
+    /// [`allow_insecure_http`](crate::VerifierBuilder::allow_insecure_http)
+    /// is off): a `jwks_uri` found by discovery, a redirect, the URL an
+    /// answer came from in the end; or a redirect from `https` to `http`
+    /// (refused even with the opt-in).
+    #[error("refusing {url}: {message}")]
+    Insecure {
+        /// The URL refused.
+        url: String,
+        /// Why.
+        message: String,
+    },
     /// The key set holds no key this crate can verify with (Ed25519, P-256
     /// or RSA of 2048 bits or more, for signatures, with a `kid`).
     #[error("{url} holds no usable signing key")]
@@ -170,6 +201,18 @@ pub enum BuildError {
         url: String,
         /// What is wrong with it.
         message: &'static str,
+    },
+    /// The issuer (when discovery uses it) or the JWKS URL is plain
+    /// `http` to a host that is not loopback, and
+    /// [`allow_insecure_http`](crate::VerifierBuilder::allow_insecure_http)
+    /// is off.
+    #[error(
+        "{url:?} is plain http to a host that is not loopback: use https \
+         (allow_insecure_http(true) lifts this, for development only)"
+    )]
+    InsecureUrl {
+        /// The URL given.
+        url: String,
     },
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]

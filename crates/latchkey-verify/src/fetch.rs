@@ -8,6 +8,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::error::FetchError;
+use crate::https::{self, Reason};
 
 /// How long keys are kept when the JWKS says nothing of it.
 pub(crate) const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5 * 60);
@@ -19,19 +20,38 @@ pub(crate) const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 pub(crate) struct Bounds {
     pub(crate) timeout: Duration,
     pub(crate) max_bytes: usize,
+    /// Plain http to hosts that are not loopback (see [`https`]).
+    pub(crate) allow_insecure_http: bool,
+}
+
+fn insecure(url: &Url, message: impl Into<String>) -> FetchError {
+    FetchError::Insecure {
+        url: url.to_string(),
+        message: message.into(),
+    }
 }
 
 /// GETs `url` within `bounds`: the whole exchange, body included, within
 /// the timeout, and the body within the size (checked on the announced
 /// length and again while reading, for a server that lies or sends chunks).
+///
+/// Every fetch passes here, so the https rule is checked here too: on the
+/// URL asked and on the one that answered, since a client of the user's
+/// own may follow redirects this crate's policy would refuse.
 pub(crate) async fn get(
     client: &reqwest::Client,
     url: &Url,
     bounds: Bounds,
 ) -> Result<(Vec<u8>, HeaderMap), FetchError> {
+    https::check(url, bounds.allow_insecure_http).map_err(|why| insecure(url, why))?;
     let name = url.as_str();
     let exchange = async {
         let transport = |e: reqwest::Error| {
+            if let Some(refused) = https::refused_in(&e) {
+                if let Reason::Insecure(why) = refused.reason {
+                    return insecure(&refused.url, why);
+                }
+            }
             if e.is_timeout() {
                 return FetchError::Timeout {
                     url: name.to_owned(),
@@ -57,6 +77,8 @@ pub(crate) async fn get(
             .send()
             .await
             .map_err(transport)?;
+        https::check_final(url, response.url(), bounds.allow_insecure_http)
+            .map_err(|why| insecure(response.url(), why))?;
         if !response.status().is_success() {
             return Err(FetchError::Status {
                 url: name.to_owned(),
@@ -169,7 +191,12 @@ pub(crate) async fn discover(
     let jwks_uri = metadata
         .jwks_uri
         .ok_or_else(|| invalid("it has no jwks_uri".into()))?;
-    Url::parse(&jwks_uri).map_err(|e| invalid(format!("its jwks_uri is not a URL: {e}")))
+    let jwks_uri =
+        Url::parse(&jwks_uri).map_err(|e| invalid(format!("its jwks_uri is not a URL: {e}")))?;
+    // A document served over https may still point at http.
+    https::check(&jwks_uri, bounds.allow_insecure_http)
+        .map_err(|why| insecure(&jwks_uri, format!("the jwks_uri named by {url}: {why}")))?;
+    Ok(jwks_uri)
 }
 
 #[cfg(test)]

@@ -97,7 +97,21 @@
 //!   with a single request in flight however many verifications wait.
 //! - Each fetch is bounded in time ([`fetch_timeout`](VerifierBuilder::fetch_timeout))
 //!   and size ([`max_jwks_bytes`](VerifierBuilder::max_jwks_bytes)); a
-//!   failed one keeps the cached keys in use.
+//!   failed one keeps the cached keys in use, for at most
+//!   [`max_stale`](VerifierBuilder::max_stale) (1 h by default) past their
+//!   `max-age`. After that, tokens are refused with [`Error::StaleKeys`]
+//!   (`503`, like any key-fetch failure) until a refetch succeeds.
+//! - Fetched over `https` only: plain `http` is allowed to a loopback host
+//!   (`localhost`, `127.0.0.0/8`, `[::1]`) and, for development only, to
+//!   any host with [`allow_insecure_http`](VerifierBuilder::allow_insecure_http).
+//!   A JWKS URL (or, for discovery, an issuer) that breaks this fails
+//!   [`build`](VerifierBuilder::build); a `jwks_uri` discovery finds, a
+//!   redirect, or an answer's final URL that breaks it fails the fetch
+//!   ([`FetchError::Insecure`]).
+//! - Redirects: at most [`MAX_REDIRECTS`], never from `https` to `http`
+//!   (even with the opt-in). With a client of your own
+//!   ([`http_client`](VerifierBuilder::http_client)), its redirect policy
+//!   applies: give it [`redirect_policy`].
 //!
 //! With keys cached, verifying costs little more than the signature check
 //! itself (see `benches/verify.rs`).
@@ -106,6 +120,7 @@
 mod claims;
 mod error;
 mod fetch;
+mod https;
 mod jwk;
 mod layer;
 mod request;
@@ -114,10 +129,11 @@ mod verifier;
 
 pub use crate::claims::Claims;
 pub use crate::error::{BuildError, Error, FetchError};
+pub use crate::https::{redirect_policy, MAX_REDIRECTS};
 pub use crate::jwk::Algorithm;
 pub use crate::layer::{Auth, AuthLayer, RequireScope, Scope};
 pub use crate::request::Rejection;
 pub use crate::verifier::{
     Verifier, VerifierBuilder, DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY, DEFAULT_MAX_JWKS_BYTES,
-    DEFAULT_MIN_REFETCH_INTERVAL, MAX_LEEWAY,
+    DEFAULT_MAX_STALE, DEFAULT_MIN_REFETCH_INTERVAL, MAX_LEEWAY,
 };

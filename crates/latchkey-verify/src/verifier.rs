@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use crate::claims::{self, Claims, Expectations};
 use crate::error::{BuildError, Error, FetchError};
 use crate::fetch::{self, Bounds};
+use crate::https;
 use crate::jwk::{self, Keys, VerifyingKey};
 use crate::token;
 
@@ -24,6 +25,9 @@ pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default bound on the size of the key set (and discovery document).
 pub const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
+/// The default time cached keys still serve past their `max-age` while
+/// every refetch fails.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60 * 60);
 
 /// Checks latchkey access tokens offline, against the issuer's published
 /// keys.
@@ -42,6 +46,7 @@ struct Inner {
     jwks_url: Option<Url>,
     leeway: i64,
     min_refetch_interval: Duration,
+    max_stale: Duration,
     bounds: Bounds,
     token_cookie: Option<String>,
     client: reqwest::Client,
@@ -54,7 +59,21 @@ struct Inner {
 struct KeySet {
     keys: Keys,
     generation: u64,
+    /// When to refresh (in the background); `None` before the first fetch.
     fresh_until: Option<Instant>,
+    /// When to stop trusting these keys unless a refetch succeeds (max-age
+    /// plus max-stale); `None` for never.
+    usable_until: Option<Instant>,
+}
+
+impl KeySet {
+    fn is_stale(&self, now: Instant) -> bool {
+        self.fresh_until.is_none_or(|t| now >= t)
+    }
+
+    fn is_expired(&self, now: Instant) -> bool {
+        self.usable_until.is_some_and(|t| now >= t)
+    }
 }
 
 #[derive(Default)]
@@ -85,15 +104,17 @@ impl Verifier {
     /// claims.
     ///
     /// Fetches the key set on first use, when the cached one has gone stale
-    /// (in the background: the stale keys still serve meanwhile), and when
-    /// the token names a key not in it (at most once per
+    /// (in the background: the stale keys still serve meanwhile, for up to
+    /// [`max_stale`](VerifierBuilder::max_stale)), and when the token names
+    /// a key not in it (at most once per
     /// [`min_refetch_interval`](VerifierBuilder::min_refetch_interval), one
     /// request however many callers wait). With keys cached, no I/O happens.
     ///
     /// # Errors
     ///
     /// Why the token was refused; [`Error::KeysUnavailable`] when there were
-    /// no keys to check it with.
+    /// no keys to check it with, [`Error::StaleKeys`] when the only keys are
+    /// past `max_stale` and cannot be refreshed.
     pub async fn verify(&self, token: &str) -> Result<Claims, Error> {
         let parsed = token::parse(token)?;
         let key = self.key(&parsed.kid).await?;
@@ -112,7 +133,9 @@ impl Verifier {
     ///
     /// # Errors
     ///
-    /// Why the fetch failed; previously cached keys are kept.
+    /// Why the fetch failed; previously cached keys are kept (and serve
+    /// until [`max_stale`](VerifierBuilder::max_stale) past their
+    /// `max-age`).
     pub async fn refresh_keys(&self) -> Result<(), FetchError> {
         let seen = self.inner.current().generation;
         Inner::refresh_detached(&self.inner, seen, true)
@@ -143,19 +166,32 @@ impl Verifier {
 
     async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, Error> {
         let set = self.inner.current();
+        let now = Instant::now();
         if let Some(key) = set.keys.get(kid) {
-            if set.fresh_until.is_none_or(|t| Instant::now() >= t) {
-                self.inner.refresh_in_background(set.generation);
+            if !set.is_stale(now) {
+                return Ok(key.clone());
             }
-            return Ok(key.clone());
+            if !set.is_expired(now) {
+                self.inner.refresh_in_background(set.generation);
+                return Ok(key.clone());
+            }
         }
-        // Unknown kid, or nothing fetched yet: wait for a refetch.
+        // Unknown kid, nothing fetched yet, or keys past max-stale: wait for
+        // a refetch.
         let set = match Inner::refresh_detached(&self.inner, set.generation, false).await {
+            // Also when the refetch was skipped (the interval) because the
+            // last one succeeded: those keys are as fresh as allowed.
             Ok(set) => set,
             Err(e) => {
                 let cached = self.inner.current();
                 if cached.keys.is_empty() {
                     return Err(Error::KeysUnavailable(e));
+                }
+                if cached.is_expired(Instant::now()) {
+                    return Err(Error::StaleKeys {
+                        max_stale: self.inner.max_stale,
+                        source: e,
+                    });
                 }
                 cached
             }
@@ -240,17 +276,19 @@ impl Inner {
         match self.fetch(&mut state).await {
             Ok((keys, max_age)) => {
                 tracing::debug!(keys = keys.len(), ?max_age, "fetched the JWKS");
+                let fresh_until = Instant::now() + max_age;
                 let set = Arc::new(KeySet {
                     keys,
                     generation: current.generation + 1,
-                    fresh_until: Some(Instant::now() + max_age),
+                    fresh_until: Some(fresh_until),
+                    usable_until: fresh_until.checked_add(self.max_stale),
                 });
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) = set.clone();
                 state.last_error = None;
                 Ok(set)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "JWKS fetch failed; the cached keys stay in use");
+                tracing::warn!(error = %e, "JWKS fetch failed; the cached keys serve up to max_stale");
                 state.last_error = Some(e.clone());
                 // Discover again next time: the document may have moved.
                 state.discovered = None;
@@ -310,6 +348,8 @@ pub struct VerifierBuilder {
     min_refetch_interval: Duration,
     fetch_timeout: Duration,
     max_jwks_bytes: usize,
+    max_stale: Duration,
+    allow_insecure_http: bool,
     token_cookie: Option<String>,
     client: Option<reqwest::Client>,
 }
@@ -324,6 +364,8 @@ impl Default for VerifierBuilder {
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             max_jwks_bytes: DEFAULT_MAX_JWKS_BYTES,
+            max_stale: DEFAULT_MAX_STALE,
+            allow_insecure_http: false,
             token_cookie: None,
             client: None,
         }
@@ -349,6 +391,9 @@ impl VerifierBuilder {
 
     /// Where the key set is, such as
     /// `https://login.example.com/.well-known/jwks.json`; skips discovery.
+    ///
+    /// It must be `https`, or plain `http` to a loopback host (see
+    /// [`allow_insecure_http`](Self::allow_insecure_http)).
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.jwks_url = Some(url.into());
         self
@@ -382,6 +427,36 @@ impl VerifierBuilder {
         self
     }
 
+    /// How long the cached keys still serve past their `max-age` while
+    /// every refetch fails (1 h by default, [`DEFAULT_MAX_STALE`]).
+    ///
+    /// Riding out an issuer outage keeps the API up, but keys that cannot
+    /// be refreshed may have been retired (a leaked key rotated out): past
+    /// this bound, tokens are refused with [`Error::StaleKeys`] (503 from
+    /// the layer and the extractors, like any key-fetch failure) until a
+    /// refetch succeeds, at most one per
+    /// [`min_refetch_interval`](Self::min_refetch_interval). `Duration::MAX`
+    /// keeps them forever.
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = max_stale;
+        self
+    }
+
+    /// Lets the key set and the discovery document be fetched over plain
+    /// `http` from any host (off by default). **For development and
+    /// testing only**: anyone on the path could swap the keys, and with
+    /// them forge any token.
+    ///
+    /// Without it, every URL fetched (the JWKS URL, the discovery document
+    /// derived from the issuer, the `jwks_uri` it names, each redirect) must
+    /// be `https`, or plain `http` to a loopback host: `localhost`,
+    /// `127.0.0.0/8` or `[::1]`. Even with it, a redirect from `https` to
+    /// `http` is refused.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
     /// Also takes the token from this cookie (latchkey's is `accessToken`)
     /// when a request has no `Authorization: Bearer` header.
     ///
@@ -394,7 +469,12 @@ impl VerifierBuilder {
     }
 
     /// The HTTP client to fetch with (for a proxy or extra root
-    /// certificates); the fetch timeout and size bound still apply.
+    /// certificates); the fetch timeout, the size bound and the https rule
+    /// (on the URLs asked and on the URL of each answer) still apply.
+    ///
+    /// Its redirect policy applies, not this crate's: build it with
+    /// [`redirect_policy`](crate::redirect_policy) so that no redirect goes
+    /// through plain http on the way to an https answer.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -407,7 +487,10 @@ impl VerifierBuilder {
     /// # Errors
     ///
     /// A missing issuer or audience, a leeway over 60 s, a URL that is not
-    /// absolute `http(s)`, an HTTP client that cannot be built.
+    /// absolute `http(s)`, a URL to fetch from that is plain `http` to a
+    /// host that is not loopback (without
+    /// [`allow_insecure_http`](Self::allow_insecure_http)), an HTTP client
+    /// that cannot be built.
     pub fn build(self) -> Result<Verifier, BuildError> {
         let issuer = self.issuer.ok_or(BuildError::MissingIssuer)?;
         let audience = self.audience.ok_or(BuildError::MissingAudience)?;
@@ -416,12 +499,20 @@ impl VerifierBuilder {
         }
         let issuer_url = http_url(&issuer)?;
         let jwks_url = self.jwks_url.as_deref().map(http_url).transpose()?;
+        // The issuer is fetched from only for discovery; otherwise it is a
+        // name compared with `iss`, whatever its scheme.
+        let fetched = jwks_url.as_ref().unwrap_or(&issuer_url);
+        if https::check(fetched, self.allow_insecure_http).is_err() {
+            return Err(BuildError::InsecureUrl {
+                url: fetched.to_string(),
+            });
+        }
         let client = match self.client {
             Some(client) => client,
             None => reqwest::Client::builder()
                 .timeout(self.fetch_timeout)
                 .connect_timeout(self.fetch_timeout)
-                .redirect(reqwest::redirect::Policy::limited(3))
+                .redirect(https::redirect_policy(self.allow_insecure_http))
                 .user_agent(concat!("latchkey-verify/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| BuildError::Client(e.to_string()))?,
@@ -435,9 +526,11 @@ impl VerifierBuilder {
                 jwks_url,
                 leeway,
                 min_refetch_interval: self.min_refetch_interval,
+                max_stale: self.max_stale,
                 bounds: Bounds {
                     timeout: self.fetch_timeout,
                     max_bytes: self.max_jwks_bytes,
+                    allow_insecure_http: self.allow_insecure_http,
                 },
                 token_cookie: self.token_cookie,
                 client,
@@ -445,6 +538,7 @@ impl VerifierBuilder {
                     keys: Keys::new(),
                     generation: 0,
                     fresh_until: None,
+                    usable_until: None,
                 })),
                 refresh: Mutex::new(RefreshState::default()),
             }),
@@ -505,6 +599,20 @@ mod tests {
             Verifier::builder().issuer("login").audience("a").build(),
             Err(BuildError::InvalidUrl { .. })
         ));
+        assert!(matches!(
+            base()
+                .jwks_url("http://login.example.com/jwks.json")
+                .build(),
+            Err(BuildError::InsecureUrl { .. })
+        ));
+        assert!(base()
+            .jwks_url("http://login.example.com/jwks.json")
+            .allow_insecure_http(true)
+            .build()
+            .is_ok());
+        assert_eq!(DEFAULT_MAX_STALE, Duration::from_secs(3600));
+        assert_eq!(Verifier::builder().max_stale, DEFAULT_MAX_STALE);
+        assert!(!Verifier::builder().allow_insecure_http);
         let v = base().token_cookie("accessToken").build().unwrap();
         assert_eq!(v.token_cookie(), Some("accessToken"));
         assert!(v.cached_kids().is_empty());

@@ -170,6 +170,8 @@ pub enum Mode {
     Huge(usize),
     /// A body of this many bytes, chunked (no Content-Length).
     HugeChunked(usize),
+    /// `302 Found` to this URL.
+    Redirect(String),
 }
 
 pub struct JwksState {
@@ -178,12 +180,15 @@ pub struct JwksState {
     pub cache_control: Option<String>,
     /// Added before a normal answer (to let callers pile up).
     pub delay: Duration,
+    /// The `jwks_uri` the metadata names, if not this server's own.
+    pub jwks_uri: Option<String>,
 }
 
 /// A JWKS server of the test's own, on a free loopback port; it also
 /// serves RFC 8414 metadata naming itself as the issuer.
 pub struct JwksServer {
     pub url: String,
+    pub addr: SocketAddr,
     pub state: Arc<Mutex<JwksState>>,
     hits: Arc<AtomicUsize>,
     _server: tokio::task::JoinHandle<()>,
@@ -242,13 +247,15 @@ async fn jwks(State(s): State<Shared>) -> Response {
             );
             Body::from_stream(stream).into_response()
         }
+        Mode::Redirect(to) => (StatusCode::FOUND, [(header::LOCATION, to)]).into_response(),
     }
 }
 
 async fn metadata(State(s): State<Shared>) -> Response {
+    let jwks_uri = s.state.lock().unwrap().jwks_uri.clone();
     axum::Json(json!({
         "issuer": s.url,
-        "jwks_uri": format!("{}/jwks.json", s.url),
+        "jwks_uri": jwks_uri.unwrap_or_else(|| format!("{}/jwks.json", s.url)),
     }))
     .into_response()
 }
@@ -263,6 +270,7 @@ impl JwksServer {
             mode: Mode::Normal,
             cache_control: Some("public, max-age=300".into()),
             delay: Duration::ZERO,
+            jwks_uri: None,
         }));
         let hits = Arc::new(AtomicUsize::new(0));
         let shared = Shared {
@@ -283,6 +291,7 @@ impl JwksServer {
         });
         Self {
             url,
+            addr,
             state,
             hits,
             _server: server,
@@ -314,6 +323,16 @@ impl JwksServer {
         self.state.lock().unwrap().delay = delay;
     }
 
+    pub fn set_jwks_uri(&self, uri: &str) {
+        self.state.lock().unwrap().jwks_uri = Some(uri.to_owned());
+    }
+
+    /// This server's JWKS URL under `host`, a name that is not loopback
+    /// for the https rule; [`client_resolving`] makes it reach this server.
+    pub fn jwks_url_as(&self, host: &str) -> String {
+        format!("http://{host}:{}/jwks.json", self.addr.port())
+    }
+
     /// A builder for this server as issuer and audience, keys by URL.
     pub fn builder(&self) -> VerifierBuilder {
         Verifier::builder()
@@ -321,6 +340,21 @@ impl JwksServer {
             .audience(&self.url)
             .jwks_url(self.jwks_url())
     }
+}
+
+/// A client that resolves `host` to `addr` (no DNS), with `redirect` as
+/// its redirect policy: how a test reaches a loopback server under a name
+/// the https rule treats as remote.
+pub fn client_resolving(
+    host: &str,
+    addr: SocketAddr,
+    redirect: reqwest::redirect::Policy,
+) -> reqwest::Client {
+    reqwest::Client::builder()
+        .resolve(host, addr)
+        .redirect(redirect)
+        .build()
+        .unwrap()
 }
 
 pub mod latchkey {

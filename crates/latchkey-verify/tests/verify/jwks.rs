@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use latchkey_verify::{Error, FetchError};
+use latchkey_verify::{Error, FetchError, Rejection};
 use serde_json::json;
 
 use crate::helpers::{JwksServer, Mode, TestKey};
@@ -208,6 +208,82 @@ async fn a_failing_refetch_keeps_the_cached_keys() {
     // Back to normal: the next refresh replaces the set.
     server.set_mode(Mode::Normal);
     verifier.refresh_keys().await.unwrap();
+    verifier.verify(&token).await.unwrap();
+}
+
+#[tokio::test]
+async fn stale_keys_serve_for_max_stale_then_wait_for_a_successful_refetch() {
+    let key = TestKey::ed25519("k1");
+    let server = JwksServer::start(&[&key]).await;
+    server.set_cache_control(Some("max-age=1"));
+    let max_age = Duration::from_secs(1);
+    let max_stale = Duration::from_secs(2);
+    let verifier = server
+        .builder()
+        .min_refetch_interval(Duration::ZERO)
+        .max_stale(max_stale)
+        .build()
+        .unwrap();
+    let token = key.token(&server.url, json!({}));
+    verifier.verify(&token).await.unwrap();
+    // The keys were fetched before this: their deadline is before
+    // `fetched + max_age + max_stale`.
+    let fetched = Instant::now();
+    assert_eq!(server.hits(), 1);
+    server.set_mode(Mode::Status(StatusCode::INTERNAL_SERVER_ERROR));
+
+    // Past max-age, well within max-stale: a refetch is tried and fails,
+    // and the keys still serve.
+    tokio::time::sleep_until((fetched + max_age + Duration::from_millis(200)).into()).await;
+    verifier.verify(&token).await.unwrap();
+    until_hits(&server, 2).await;
+    assert_eq!(server.hits(), 2, "the stale set was refetched");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    verifier.verify(&token).await.unwrap();
+
+    // Past max-age + max-stale, with every refetch failed: refused, and
+    // the layer's answer is the key-fetch failure's 503.
+    tokio::time::sleep_until((fetched + max_age + max_stale + Duration::from_millis(200)).into())
+        .await;
+    for _ in 0..2 {
+        match verifier.verify(&token).await {
+            Err(e @ Error::StaleKeys { .. }) => {
+                assert!(e.to_string().contains("max_stale"), "{e}");
+                assert!(!e.is_invalid_token());
+                let Error::StaleKeys {
+                    max_stale: bound,
+                    source,
+                } = &e
+                else {
+                    panic!("{e:?}")
+                };
+                assert_eq!(*bound, max_stale);
+                assert!(
+                    matches!(source, FetchError::Status { status: 500, .. }),
+                    "{source:?}"
+                );
+                let rejection = Rejection::from(e);
+                assert_eq!(rejection.status(), StatusCode::SERVICE_UNAVAILABLE);
+                assert_eq!(rejection.code(), "temporarily_unavailable");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A token naming a key the stale set lacks gets the same answer.
+    let stranger = TestKey::ed25519("x");
+    assert!(matches!(
+        verifier
+            .verify(&stranger.token(&server.url, json!({})))
+            .await,
+        Err(Error::StaleKeys { .. })
+    ));
+    assert_eq!(verifier.cached_kids(), ["k1"], "kept, though unused");
+
+    // The issuer is back: the next verification refetches and passes.
+    server.set_mode(Mode::Normal);
+    let hits = server.hits();
+    verifier.verify(&token).await.unwrap();
+    assert_eq!(server.hits(), hits + 1);
     verifier.verify(&token).await.unwrap();
 }
 

@@ -4,6 +4,7 @@
 
 mod helpers;
 mod http;
+mod https;
 mod jwks;
 mod latchkey;
 mod tokens;
