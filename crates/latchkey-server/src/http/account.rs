@@ -28,7 +28,7 @@ async fn me(Auth(auth): Auth) -> Json<User> {
 #[utoipa::path(post, path = "/v1/me/password", tag = "account", request_body = PasswordChange,
     security(("bearer" = []), ("access_cookie" = [])),
     responses((status = 204, description = "Changed; every other session is revoked"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody),
-        (status = 403, description = "invalid_credentials (wrong current password) or csrf_rejected", body = ErrorBody),
+        (status = 403, description = "invalid_credentials (wrong current password), csrf_rejected, or insufficient_scope (a third-party token without the account scope)", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody)))]
 async fn change_password(
     State(app): State<AppState>,
@@ -43,7 +43,8 @@ async fn change_password(
 }
 
 #[utoipa::path(get, path = "/v1/sessions", tag = "account", security(("bearer" = []), ("access_cookie" = [])),
-    responses((status = 200, body = SessionList), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody)))]
+    responses((status = 200, body = SessionList), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody),
+        (status = 403, description = "insufficient_scope: a third-party token without the account scope", body = ErrorBody)))]
 async fn list_sessions(
     State(app): State<AppState>,
     AccountAuth(auth): AccountAuth,
@@ -61,6 +62,7 @@ async fn list_sessions(
 #[utoipa::path(delete, path = "/v1/sessions/{sid}", tag = "account", security(("bearer" = []), ("access_cookie" = [])),
     params(("sid" = String, Path, description = "A session id of the caller's")),
     responses((status = 204, description = "Revoked"), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody),
+        (status = 403, description = "csrf_rejected, or insufficient_scope: a third-party token without the account scope", body = ErrorBody),
         (status = 404, description = "not_found: no such session of the caller's", body = ErrorBody)))]
 async fn revoke_session(
     State(app): State<AppState>,

@@ -106,7 +106,7 @@ fn cleared(app: &AppState, mut response: Response) -> Response {
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "session",
     security(("refresh_cookie" = [])),
     responses((status = 200, description = "A new pair; both cookies are set", body = LoginResponse),
-        (status = 401, description = "invalid_token; both cookies are cleared", body = ErrorBody),
+        (status = 401, description = "invalid_token; both cookies are cleared when a refresh cookie was presented", body = ErrorBody),
         (status = 403, description = "csrf_rejected", body = ErrorBody)))]
 async fn refresh(
     State(app): State<AppState>,
@@ -170,7 +170,7 @@ async fn logout(
 #[utoipa::path(post, path = "/v1/auth/logout-all", tag = "session",
     security(("bearer" = []), ("access_cookie" = [])),
     responses((status = 204, description = "Every session of the user is revoked; both cookies are cleared"),
-        (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody), (status = 403, description = "csrf_rejected", body = ErrorBody)))]
+        (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody), (status = 403, description = "csrf_rejected, or insufficient_scope: a third-party token without the account scope", body = ErrorBody)))]
 async fn logout_all(
     State(app): State<AppState>,
     super::extract::AccountAuth(auth): super::extract::AccountAuth,

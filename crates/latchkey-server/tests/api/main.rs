@@ -14,3 +14,4 @@ mod nodes;
 mod oauth;
 mod operations;
 mod refresh;
+mod settings;

@@ -78,6 +78,34 @@ async fn the_prune_job_deletes_dead_sessions_and_old_audit_rows() {
     );
 }
 
+#[tokio::test]
+async fn prune_deletes_keys_once_no_token_they_signed_can_be_alive() {
+    let app = TestApp::spawn_with(&[("access_ttl", "1m")]).await;
+    let old = app.service.list_keys().await.unwrap()[0].record.kid.clone();
+    app.advance(Duration::from_secs(1));
+    let new = app.service.rotate_key(true).await.unwrap().record.kid;
+    let pair = app.user_and_login("alice").await;
+    // Within the old key's tokens' lifetime plus a verifier's leeway: kept.
+    app.advance(Duration::from_secs(60 + 59));
+    assert_eq!(app.service.prune().await.unwrap().keys, 0);
+    assert_eq!(app.service.list_keys().await.unwrap().len(), 2);
+    app.advance(Duration::from_secs(1));
+    assert_eq!(app.service.prune().await.unwrap().keys, 1);
+    let kids: Vec<String> = app
+        .service
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.record.kid)
+        .collect();
+    assert_eq!(kids, [new.clone()], "{old} is deleted");
+    assert!(app.audit_events().await.contains(&"key_deleted".to_owned()));
+    // The signing key was never a candidate: refresh and login still work.
+    app.refresh(&pair.refresh).await;
+    app.login("alice").await;
+}
+
 /// The value of the first exposition line that starts with `series`.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
