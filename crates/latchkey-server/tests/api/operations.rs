@@ -99,7 +99,7 @@ async fn prune_deletes_keys_once_no_token_they_signed_can_be_alive() {
         .into_iter()
         .map(|k| k.record.kid)
         .collect();
-    assert_eq!(kids, [new.clone()], "{old} is deleted");
+    assert_eq!(kids, [new], "{old} is deleted");
     assert!(app.audit_events().await.contains(&"key_deleted".to_owned()));
     // The signing key was never a candidate: refresh and login still work.
     app.refresh(&pair.refresh).await;
