@@ -61,41 +61,57 @@ mod sqlite {
         assert_eq!(mode(&db), 0o600);
     }
 
-    /// Runs `op` beside a task that only flips a flag: on a one-thread
-    /// runtime the flag is up by the time `op` answers only if `op` left
-    /// the worker while it ran.
+    /// Runs `op` while the runtime's only blocking thread is held by a task
+    /// that the other side of the join releases: `op` can finish only after
+    /// that release if it runs on the blocking pool, and finishes at its first
+    /// poll, before the release, if it runs inline on the async worker.
     async fn left_the_worker<F: std::future::Future>(op: F) -> bool {
-        let flag = AtomicBool::new(false);
-        let (up, ()) = tokio::join!(
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::task::spawn_blocking(move || held.recv().ok());
+        let released = AtomicBool::new(false);
+        let (after_release, ()) = tokio::join!(
             async {
                 op.await;
-                flag.load(Ordering::SeqCst)
+                released.load(Ordering::SeqCst)
             },
-            async { flag.store(true, Ordering::SeqCst) }
+            async {
+                released.store(true, Ordering::SeqCst);
+                release.send(()).ok();
+            }
         );
-        up
+        holder.await.ok();
+        after_release
     }
 
     /// A read of many rows runs off the async worker (a point read may run
     /// inline: one indexed lookup).
-    #[tokio::test(flavor = "current_thread")]
-    async fn scans_leave_the_async_worker_free() {
-        let (store, _dir) = super::fresh().await;
-        let now = time::OffsetDateTime::now_utc();
-        assert!(left_the_worker(store.list_users()).await, "list_users");
-        assert!(
-            left_the_worker(store.live_sessions(None, now, now)).await,
-            "live_sessions"
-        );
-        assert!(
-            left_the_worker(store.count_live_sessions(now, now)).await,
-            "count_live_sessions"
-        );
-        assert!(left_the_worker(store.list_keys()).await, "list_keys");
-        assert!(left_the_worker(store.list_clients()).await, "list_clients");
-        assert!(
-            left_the_worker(store.recent_audit(10)).await,
-            "recent_audit"
-        );
+    #[test]
+    fn scans_leave_the_async_worker_free() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (store, _dir) = super::fresh().await;
+            let now = time::OffsetDateTime::now_utc();
+            assert!(left_the_worker(store.list_users()).await, "list_users");
+            assert!(
+                left_the_worker(store.live_sessions(None, now, now)).await,
+                "live_sessions"
+            );
+            assert!(
+                left_the_worker(store.count_live_sessions(now, now)).await,
+                "count_live_sessions"
+            );
+            assert!(left_the_worker(store.list_keys()).await, "list_keys");
+            assert!(left_the_worker(store.list_clients()).await, "list_clients");
+            assert!(
+                left_the_worker(store.recent_audit(10)).await,
+                "recent_audit"
+            );
+            // A point read runs inline: it finishes before the release.
+            assert!(!left_the_worker(store.user_by_key("alice")).await);
+        });
     }
 }
