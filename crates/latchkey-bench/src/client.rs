@@ -63,7 +63,12 @@ pub struct Req<'a> {
     pub bearer: Option<&'a str>,
     pub cookie: Option<&'a str>,
     pub origin: Option<&'a HeaderValue>,
-    pub json: Option<Bytes>,
+    pub body: Option<Body>,
+}
+
+/// A request body with its content type.
+pub enum Body {
+    Json(Bytes),
 }
 
 /// A whole answer, body read.
@@ -151,6 +156,25 @@ impl Conn {
     /// request is dropped (and reopened by the next call) and the error
     /// returned.
     pub async fn send(&mut self, req: Req<'_>) -> Result<Answer> {
+        let (parts, body, sender) = self.start(req).await?;
+        let body = body.collect().await?.to_bytes();
+        self.keep(sender, &parts.headers);
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Sends the request and waits for the head of the answer.
+    async fn start(
+        &mut self,
+        req: Req<'_>,
+    ) -> Result<(
+        hyper::http::response::Parts,
+        hyper::body::Incoming,
+        SendRequest<Full<Bytes>>,
+    )> {
         let mut builder = Request::builder()
             .method(req.method)
             .uri(req.path)
@@ -164,8 +188,8 @@ impl Conn {
         if let Some(origin) = req.origin {
             builder = builder.header(ORIGIN, origin.clone());
         }
-        let body = match req.json {
-            Some(json) => {
+        let body = match req.body {
+            Some(Body::Json(json)) => {
                 builder = builder.header(CONTENT_TYPE, "application/json");
                 json
             }
@@ -182,20 +206,19 @@ impl Conn {
         };
         let response = sender.send_request(request).await?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await?.to_bytes();
-        let keep = !parts
-            .headers
+        Ok((parts, body, sender))
+    }
+
+    /// Keeps the connection for the next request unless the server said
+    /// it closes it.
+    fn keep(&mut self, sender: SendRequest<Full<Bytes>>, headers: &hyper::HeaderMap) {
+        let close = headers
             .get(hyper::header::CONNECTION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        if keep {
+        if !close {
             self.sender = Some(sender);
         }
-        Ok(Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
     }
 }
 
