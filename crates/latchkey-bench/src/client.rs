@@ -69,6 +69,8 @@ pub struct Req<'a> {
 /// A request body with its content type.
 pub enum Body {
     Json(Bytes),
+    /// `application/x-www-form-urlencoded`.
+    Form(Bytes),
 }
 
 /// A whole answer, body read.
@@ -166,6 +168,33 @@ impl Conn {
         })
     }
 
+    /// Sends one request and counts the bytes of its answer's body without
+    /// keeping them, until the body ends or `deadline`: (status, bytes,
+    /// whether the body was read to its end).
+    pub async fn send_counting(
+        &mut self,
+        req: Req<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(StatusCode, u64, bool)> {
+        let (parts, mut body, sender) = tokio::time::timeout_at(deadline, self.start(req))
+            .await
+            .context("no answer by the deadline")??;
+        let mut bytes = 0u64;
+        loop {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) => return Ok((parts.status, bytes, false)),
+                Ok(None) => break,
+                Ok(Some(frame)) => {
+                    if let Ok(data) = frame?.into_data() {
+                        bytes += data.len() as u64;
+                    }
+                }
+            }
+        }
+        self.keep(sender, &parts.headers);
+        Ok((parts.status, bytes, true))
+    }
+
     /// Sends the request and waits for the head of the answer.
     async fn start(
         &mut self,
@@ -192,6 +221,10 @@ impl Conn {
             Some(Body::Json(json)) => {
                 builder = builder.header(CONTENT_TYPE, "application/json");
                 json
+            }
+            Some(Body::Form(form)) => {
+                builder = builder.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+                form
             }
             None => Bytes::new(),
         };

@@ -1,10 +1,12 @@
 //! latchkey-bench: the load generator that compares latchkey with the
 //! Express baseline (requests/s and p50/p99/p999 latency per path), and
 //! measures bare Argon2id hashing for comparison with login; and the
-//! programs that show latchkey holds under abuse: `soak`.
+//! programs that show latchkey holds under abuse: `soak`, `abuse`.
 //!
 //! Every target must be a loopback address.
 
+mod abuse;
+mod attack;
 mod client;
 mod hash;
 mod load;
@@ -51,6 +53,10 @@ enum Command {
     /// measured peak for minutes, with the server's VmRSS sampled; a
     /// Markdown summary. Exits with 1 on a FAIL.
     Soak(soak::SoakArgs),
+    /// A normal client measured alone, under an attack of malformed
+    /// requests, and after it; with the server's VmRSS and /metrics size;
+    /// a Markdown summary. Exits with 1 on a FAIL.
+    Abuse(abuse::AbuseArgs),
 }
 
 #[derive(Args)]
@@ -162,6 +168,7 @@ fn main() -> Result<ExitCode> {
             Ok(true)
         }
         Command::Soak(args) => single_threaded()?.block_on(soak::run(args)),
+        Command::Abuse(args) => single_threaded()?.block_on(abuse::run(args)),
     }?;
     Ok(if passed {
         ExitCode::SUCCESS
@@ -170,7 +177,8 @@ fn main() -> Result<ExitCode> {
     })
 }
 
-/// The runtime of the programs that are not `run`: one thread is plenty.
+/// The runtime of the programs that are not `run`: one thread is plenty
+/// (`abuse` runs its attacker on a thread of its own).
 fn single_threaded() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
