@@ -1,7 +1,7 @@
 //! latchkey-bench: the load generator that compares latchkey with the
 //! Express baseline (requests/s and p50/p99/p999 latency per path), and
 //! measures bare Argon2id hashing for comparison with login; and the
-//! programs that show latchkey holds under abuse: `soak`, `abuse`.
+//! programs that show latchkey holds under abuse: `soak`, `abuse`, `kill9`.
 //!
 //! Every target must be a loopback address.
 
@@ -9,6 +9,7 @@ mod abuse;
 mod attack;
 mod client;
 mod hash;
+mod kill9;
 mod load;
 mod mix;
 mod report;
@@ -57,6 +58,10 @@ enum Command {
     /// requests, and after it; with the server's VmRSS and /metrics size;
     /// a Markdown summary. Exits with 1 on a FAIL.
     Abuse(abuse::AbuseArgs),
+    /// `kill -9` of the server under refresh load, in steps the script
+    /// drives: load (and kill), check (after the restart), report.
+    #[command(subcommand)]
+    Kill9(kill9::Kill9Command),
 }
 
 #[derive(Args)]
@@ -169,6 +174,7 @@ fn main() -> Result<ExitCode> {
         }
         Command::Soak(args) => single_threaded()?.block_on(soak::run(args)),
         Command::Abuse(args) => single_threaded()?.block_on(abuse::run(args)),
+        Command::Kill9(command) => single_threaded()?.block_on(kill9::run(command)),
     }?;
     Ok(if passed {
         ExitCode::SUCCESS

@@ -1,5 +1,5 @@
 //! The server process under test, seen from /proc (Linux): its resident
-//! memory. Only a process named `latchkey` is ever watched.
+//! memory, and `kill -9`. Only a process named `latchkey` is ever touched.
 
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ impl Server {
             .with_context(|| format!("no process {pid}"))?;
         if comm.trim() != "latchkey" {
             bail!(
-                "process {pid} is {:?}, not latchkey: refusing to watch it",
+                "process {pid} is {:?}, not latchkey: refusing to watch or kill it",
                 comm.trim()
             );
         }
@@ -31,6 +31,44 @@ impl Server {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .with_context(|| format!("reading /proc/{}/status", self.pid))?;
         parse_vm_rss(&status).with_context(|| format!("no VmRSS for process {}", self.pid))
+    }
+
+    /// Sends SIGKILL (with the `kill` command: this crate has no unsafe code).
+    pub fn kill9(self) -> Result<()> {
+        // Checked again right before: the pid must still be latchkey's.
+        Self::new(self.pid)?;
+        let status = std::process::Command::new("kill")
+            .arg("-KILL")
+            .arg(self.pid.to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -KILL {} failed: {status}", self.pid);
+        }
+        Ok(())
+    }
+
+    /// Whether the process is gone (or a zombie waiting for its parent).
+    pub fn is_dead(self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "Z" || state == "X"),
+        }
+    }
+
+    /// Waits until the process is dead, up to `limit`.
+    pub async fn wait_dead(self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while !self.is_dead() {
+            if Instant::now() >= deadline {
+                bail!("process {} still alive {limit:?} after SIGKILL", self.pid);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 }
 
