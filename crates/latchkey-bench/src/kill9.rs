@@ -202,11 +202,20 @@ async fn load_and_kill(args: LoadArgs) -> Result<()> {
             args.request_timeout,
         ));
     }
-    sleep(args.kill_after).await;
-    let kill_at = Instant::now();
-    let killed_at_unix_ms = unix_ms();
-    let _ = killed.set(kill_at);
-    server.kill9()?;
+    // The kill comes from a thread of its own, at a moment that owes
+    // nothing to where the client's (single) thread is in its work: from
+    // the runtime, it would always land while the client is busy with
+    // answers and sends nothing, so rarely in the middle of a refresh.
+    let kill_after = args.kill_after;
+    let flag = Arc::clone(&killed);
+    let (kill_at, killed_at_unix_ms) = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(kill_after);
+        let at = Instant::now();
+        let _ = flag.set(at);
+        let unix = unix_ms();
+        server.kill9().map(|()| (at, unix))
+    })
+    .await??;
     server.wait_dead(Duration::from_secs(5)).await?;
     eprintln!(
         "kill9 {} round {}: SIGKILL after {:?} of refreshes",
