@@ -218,5 +218,10 @@ reap_server() {
 # server_log_tail: the end of the current server's error output, for the
 # record.
 server_log_tail() {
-    tail -n 20 "$WORK/server-$SERVER_STARTS.out.err" 2>/dev/null || true
+    local err="$WORK/server-$SERVER_STARTS.out.err"
+    if [ -s "$err" ]; then
+        tail -n 20 "$err"
+    else
+        echo "(none)"
+    fi
 }
