@@ -63,7 +63,14 @@ pub struct Req<'a> {
     pub bearer: Option<&'a str>,
     pub cookie: Option<&'a str>,
     pub origin: Option<&'a HeaderValue>,
-    pub json: Option<Bytes>,
+    pub body: Option<Body>,
+}
+
+/// A request body with its content type.
+pub enum Body {
+    Json(Bytes),
+    /// `application/x-www-form-urlencoded`.
+    Form(Bytes),
 }
 
 /// A whole answer, body read.
@@ -151,6 +158,52 @@ impl Conn {
     /// request is dropped (and reopened by the next call) and the error
     /// returned.
     pub async fn send(&mut self, req: Req<'_>) -> Result<Answer> {
+        let (parts, body, sender) = self.start(req).await?;
+        let body = body.collect().await?.to_bytes();
+        self.keep(sender, &parts.headers);
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Sends one request and counts the bytes of its answer's body without
+    /// keeping them, until the body ends or `deadline`: (status, bytes,
+    /// whether the body was read to its end).
+    pub async fn send_counting(
+        &mut self,
+        req: Req<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(StatusCode, u64, bool)> {
+        let (parts, mut body, sender) = tokio::time::timeout_at(deadline, self.start(req))
+            .await
+            .context("no answer by the deadline")??;
+        let mut bytes = 0u64;
+        loop {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) => return Ok((parts.status, bytes, false)),
+                Ok(None) => break,
+                Ok(Some(frame)) => {
+                    if let Ok(data) = frame?.into_data() {
+                        bytes += data.len() as u64;
+                    }
+                }
+            }
+        }
+        self.keep(sender, &parts.headers);
+        Ok((parts.status, bytes, true))
+    }
+
+    /// Sends the request and waits for the head of the answer.
+    async fn start(
+        &mut self,
+        req: Req<'_>,
+    ) -> Result<(
+        hyper::http::response::Parts,
+        hyper::body::Incoming,
+        SendRequest<Full<Bytes>>,
+    )> {
         let mut builder = Request::builder()
             .method(req.method)
             .uri(req.path)
@@ -164,10 +217,14 @@ impl Conn {
         if let Some(origin) = req.origin {
             builder = builder.header(ORIGIN, origin.clone());
         }
-        let body = match req.json {
-            Some(json) => {
+        let body = match req.body {
+            Some(Body::Json(json)) => {
                 builder = builder.header(CONTENT_TYPE, "application/json");
                 json
+            }
+            Some(Body::Form(form)) => {
+                builder = builder.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+                form
             }
             None => Bytes::new(),
         };
@@ -182,20 +239,19 @@ impl Conn {
         };
         let response = sender.send_request(request).await?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await?.to_bytes();
-        let keep = !parts
-            .headers
+        Ok((parts, body, sender))
+    }
+
+    /// Keeps the connection for the next request unless the server said
+    /// it closes it.
+    fn keep(&mut self, sender: SendRequest<Full<Bytes>>, headers: &hyper::HeaderMap) {
+        let close = headers
             .get(hyper::header::CONNECTION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        if keep {
+        if !close {
             self.sender = Some(sender);
         }
-        Ok(Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
-use crate::client::{Answer, Conn, Endpoint, Req};
+use crate::client::{Answer, Body, Conn, Endpoint, Req};
 use crate::report::{new_histogram, RunReport};
 use crate::target::{Scenario, Target, REFRESH_COOKIE};
 
@@ -44,16 +44,18 @@ const SETUP_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Transport errors in a row before a setup request gives up.
 const SETUP_MAX_TRANSPORT_ERRORS: u32 = 5;
 
-struct Vu {
-    index: usize,
-    conn: Conn,
-    login_body: Bytes,
-    access: Option<String>,
-    refresh: Option<String>,
+/// A virtual user: its connection, credentials and session.
+pub(crate) struct Vu {
+    pub index: usize,
+    pub conn: Conn,
+    /// The JSON body of its login (and registration).
+    pub login_body: Bytes,
+    pub access: Option<String>,
+    pub refresh: Option<String>,
 }
 
 impl Vu {
-    fn new(cfg: &LoadConfig, index: usize) -> Result<Self> {
+    pub fn new(cfg: &LoadConfig, index: usize) -> Result<Self> {
         let body = serde_json::json!({
             "username": cfg.target.username(index),
             "password": cfg.target.password(),
@@ -75,7 +77,7 @@ impl Vu {
         }
     }
 
-    fn drop_session(&mut self) {
+    pub fn drop_session(&mut self) {
         self.access = None;
         self.refresh = None;
     }
@@ -102,7 +104,7 @@ async fn setup_send(
             bearer: None,
             cookie: None,
             origin: origin_for(cfg),
-            json: Some(body.clone()),
+            body: Some(Body::Json(body.clone())),
         };
         match timeout(cfg.request_timeout, conn.send(req)).await {
             Ok(Ok(answer)) if answer.status == StatusCode::SERVICE_UNAVAILABLE => {}
@@ -177,7 +179,7 @@ async fn step(cfg: &LoadConfig, vu: &mut Vu) -> Result<StatusCode> {
                     bearer: vu.access.as_deref(),
                     cookie: None,
                     origin: None,
-                    json: None,
+                    body: None,
                 })
                 .await?;
             if answer.status == StatusCode::UNAUTHORIZED {
@@ -195,7 +197,7 @@ async fn step(cfg: &LoadConfig, vu: &mut Vu) -> Result<StatusCode> {
                     bearer: None,
                     cookie: Some(&cookie),
                     origin: origin_for(cfg),
-                    json: None,
+                    body: None,
                 })
                 .await?;
             if answer.status.is_success() {
@@ -220,7 +222,7 @@ async fn step(cfg: &LoadConfig, vu: &mut Vu) -> Result<StatusCode> {
                     bearer: None,
                     cookie: None,
                     origin: origin_for(cfg),
-                    json: Some(vu.login_body.clone()),
+                    body: Some(Body::Json(vu.login_body.clone())),
                 })
                 .await?;
             Ok(answer.status)
@@ -337,15 +339,15 @@ fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// Sets up every virtual user (bounded concurrency), runs the warm-up and
-/// the measured window, and summarizes.
-pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
-    let cfg = Arc::new(cfg);
+/// Sets up `cfg.connections` virtual users (bounded concurrency): registers
+/// them (an existing user is fine) and, if the scenario needs one, logs each
+/// in. Sorted by index.
+pub(crate) async fn setup(cfg: &Arc<LoadConfig>) -> Result<Vec<Vu>> {
     let setup_deadline = Instant::now() + cfg.setup_timeout;
     let permits = Arc::new(Semaphore::new(cfg.setup_concurrency.max(1)));
     let mut setups = JoinSet::new();
     for index in 0..cfg.connections {
-        let cfg = Arc::clone(&cfg);
+        let cfg = Arc::clone(cfg);
         let permits = Arc::clone(&permits);
         setups.spawn(async move {
             let result: Result<Vu> = async {
@@ -368,6 +370,14 @@ pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
         vus.push(joined??);
     }
     vus.sort_by_key(|vu| vu.index);
+    Ok(vus)
+}
+
+/// Sets up every virtual user, runs the warm-up and the measured window,
+/// and summarizes.
+pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
+    let cfg = Arc::new(cfg);
+    let vus = setup(&cfg).await?;
 
     let start = Instant::now();
     let phases = Phases {

@@ -1,16 +1,24 @@
 //! latchkey-bench: the load generator that compares latchkey with the
 //! Express baseline (requests/s and p50/p99/p999 latency per path), and
-//! measures bare Argon2id hashing for comparison with login.
+//! measures bare Argon2id hashing for comparison with login; and the
+//! programs that show latchkey holds under abuse: `soak`, `abuse`, `kill9`.
 //!
 //! Every target must be a loopback address.
 
+mod abuse;
+mod attack;
 mod client;
 mod hash;
+mod kill9;
 mod load;
+mod mix;
 mod report;
+mod server;
+mod soak;
 mod target;
 
 use std::io::Read as _;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -42,6 +50,18 @@ enum Command {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Mixed load (me, refresh, a little login) at a fraction of its
+    /// measured peak for minutes, with the server's VmRSS sampled; a
+    /// Markdown summary. Exits with 1 on a FAIL.
+    Soak(soak::SoakArgs),
+    /// A normal client measured alone, under an attack of malformed
+    /// requests, and after it; with the server's VmRSS and /metrics size;
+    /// a Markdown summary. Exits with 1 on a FAIL.
+    Abuse(abuse::AbuseArgs),
+    /// `kill -9` of the server under refresh load, in steps the script
+    /// drives: load (and kill), check (after the restart), report.
+    #[command(subcommand)]
+    Kill9(kill9::Kill9Command),
 }
 
 #[derive(Args)]
@@ -120,10 +140,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration {s:?}: {e}"))
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Run(args) => run(args),
+    let passed = match cli.command {
+        Command::Run(args) => run(args).map(|()| true),
         Command::Hash(args) => {
             let threads = match args.threads {
                 Some(n) => n,
@@ -135,7 +155,7 @@ fn main() -> Result<()> {
             let report = hash::run(threads, args.duration, args.warmup)?;
             eprintln!("{}", report.human());
             println!("{}", serde_json::to_string(&report)?);
-            Ok(())
+            Ok(true)
         }
         Command::Report { files } => {
             let mut text = String::new();
@@ -150,9 +170,25 @@ fn main() -> Result<()> {
                 text.push('\n');
             }
             print!("{}", report::markdown(&text)?);
-            Ok(())
+            Ok(true)
         }
-    }
+        Command::Soak(args) => single_threaded()?.block_on(soak::run(args)),
+        Command::Abuse(args) => single_threaded()?.block_on(abuse::run(args)),
+        Command::Kill9(command) => single_threaded()?.block_on(kill9::run(command)),
+    }?;
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The runtime of the programs that are not `run`: one thread is plenty
+/// (`abuse` runs its attacker on a thread of its own).
+fn single_threaded() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn run(args: RunArgs) -> Result<()> {

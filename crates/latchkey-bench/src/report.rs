@@ -139,7 +139,7 @@ pub fn fmt_us(us: u64) -> String {
     }
 }
 
-fn fmt_rate(r: f64) -> String {
+pub fn fmt_rate(r: f64) -> String {
     let whole = r.round() as u64;
     if r < 100.0 {
         return format!("{r:.1}");
@@ -157,6 +157,15 @@ fn fmt_rate(r: f64) -> String {
         i += 3;
     }
     out
+}
+
+/// A whole count, with thousands separators: `12,345`.
+pub fn fmt_count(n: u64) -> String {
+    if n < 100 {
+        n.to_string()
+    } else {
+        fmt_rate(n as f64)
+    }
 }
 
 /// The run with the median `req_per_s` (the lower middle for an even count).
@@ -399,6 +408,8 @@ mod tests {
         assert_eq!(fmt_rate(1234567.4), "1,234,567");
         assert_eq!(fmt_rate(999.0), "999");
         assert_eq!(fmt_rate(33.25), "33.2");
+        assert_eq!(fmt_count(33), "33");
+        assert_eq!(fmt_count(12_345), "12,345");
         assert_eq!(fmt_us(950), "950 us");
         assert_eq!(fmt_us(1500), "1.50 ms");
         assert_eq!(fmt_us(25_000), "25 ms");
