@@ -73,11 +73,33 @@ impl ServiceError {
     }
 }
 
+/// A store's failure as the service reports it: a conflict stays one; data
+/// this version cannot read is an internal error (500, logged at error
+/// level for an operator), never a "try again"; anything else is the store
+/// being unavailable (503).
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::Corrupt(what) => {
+                Self::Internal(format!("corrupt data in the store: {what}"))
+            }
             other => Self::Unavailable(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_data_is_internal_and_an_outage_is_unavailable() {
+        let corrupt = ServiceError::from(StoreError::Corrupt("generation -1".into()));
+        assert!(matches!(corrupt, ServiceError::Internal(ref m) if m.contains("generation -1")));
+        let down = ServiceError::from(StoreError::Unavailable("refused".into()));
+        assert!(matches!(down, ServiceError::Unavailable(_)));
+        let taken = ServiceError::from(StoreError::Conflict("users.username_key".into()));
+        assert!(matches!(taken, ServiceError::Conflict(_)));
     }
 }

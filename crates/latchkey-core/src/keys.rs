@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{MasterKey, B64};
 use crate::error::ServiceError;
+pub use crate::store::KeyRecord;
 
 /// A verifier's allowance for clock skew: a retired key stays published
 /// this much longer than the tokens it signed live.
@@ -71,24 +72,6 @@ impl FromStr for SigningAlg {
             )),
         }
     }
-}
-
-/// A signing key as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRecord {
-    pub kid: String,
-    pub alg: String,
-    /// PKCS#8 DER, sealed under the master key when `encrypted`.
-    pub private_key: Vec<u8>,
-    pub encrypted: bool,
-    /// The public JWK, as JSON.
-    pub public_jwk: String,
-    pub created_at: OffsetDateTime,
-    /// When it starts signing (published before that).
-    pub activates_at: OffsetDateTime,
-    pub retired_at: Option<OffsetDateTime>,
-    /// Purged keys leave the JWKS at once.
-    pub purged_at: Option<OffsetDateTime>,
 }
 
 /// Where a key stands at one instant.

@@ -32,13 +32,13 @@ pub const KEY_PICKUP_INTERVAL: Duration = Duration::from_secs(5);
 /// The client id of tokens issued through the `/v1` API.
 pub const WEB_CLIENT_ID: &str = "web";
 
-impl Policy {
-    /// Defaults of API.md for an issuer.
-    pub fn with_issuer(issuer: impl Into<String>) -> Self {
-        let issuer = issuer.into();
+impl Default for Policy {
+    /// The defaults of every rule; `issuer` and `audience` are empty until
+    /// the server knows its address (or is told them).
+    fn default() -> Self {
         Self {
-            audience: issuer.clone(),
-            issuer,
+            issuer: String::new(),
+            audience: String::new(),
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(7 * 24 * 3600),
             session_max_age: Duration::from_secs(30 * 24 * 3600),

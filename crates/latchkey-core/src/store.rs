@@ -1,11 +1,12 @@
 //! The storage contract. Every method is one atomic operation in the
 //! database; the rules that decide *when* to call them live in the service.
 
+use std::fmt;
+
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
-use crate::keys::KeyRecord;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +24,7 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub id: String,
     /// As entered, trimmed.
@@ -38,7 +39,7 @@ pub struct UserRecord {
     pub disabled_at: Option<OffsetDateTime>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub id: String,
     pub user_id: String,
@@ -57,6 +58,78 @@ pub struct SessionRecord {
     pub revoked_reason: Option<String>,
     pub user_agent: Option<String>,
     pub ip: String,
+}
+
+/// A signing key as the store keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub kid: String,
+    pub alg: String,
+    /// PKCS#8 DER, sealed under the master key when `encrypted`.
+    pub private_key: Vec<u8>,
+    pub encrypted: bool,
+    /// The public JWK, as JSON.
+    pub public_jwk: String,
+    pub created_at: OffsetDateTime,
+    /// When it starts signing (published before that).
+    pub activates_at: OffsetDateTime,
+    pub retired_at: Option<OffsetDateTime>,
+    /// Purged keys leave the JWKS at once.
+    pub purged_at: Option<OffsetDateTime>,
+}
+
+// Debug output (logs, panics) never shows a hash, a salt or a private key.
+const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("username_key", &self.username_key)
+            .field("password_hash", &REDACTED)
+            .field("password_version", &self.password_version)
+            .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .field("salt", &REDACTED)
+            .field("generation", &self.generation)
+            .field("rotated_at", &self.rotated_at)
+            .field("created_at", &self.created_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("absolute_expires_at", &self.absolute_expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .field("revoked_reason", &self.revoked_reason)
+            .field("user_agent", &self.user_agent)
+            .field("ip", &self.ip)
+            .finish()
+    }
+}
+
+impl fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_key", &REDACTED)
+            .field("encrypted", &self.encrypted)
+            .field("public_jwk", &self.public_jwk)
+            .field("created_at", &self.created_at)
+            .field("activates_at", &self.activates_at)
+            .field("retired_at", &self.retired_at)
+            .field("purged_at", &self.purged_at)
+            .finish()
+    }
 }
 
 /// A session with its user, read together on the hot path.
@@ -279,4 +352,55 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// The latest `limit` rows, newest first.
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let user = UserRecord {
+            id: "u".into(),
+            username: "alice".into(),
+            username_key: "alice".into(),
+            password_hash: "$argon2id$secret-hash".into(),
+            password_version: 0,
+            created_at: at,
+            disabled_at: None,
+        };
+        let session = SessionRecord {
+            id: "s".into(),
+            user_id: "u".into(),
+            client_id: "web".into(),
+            scope: String::new(),
+            salt: vec![0xab; 16],
+            generation: 0,
+            rotated_at: None,
+            created_at: at,
+            last_used_at: at,
+            absolute_expires_at: at,
+            revoked_at: None,
+            revoked_reason: None,
+            user_agent: None,
+            ip: "192.0.2.1".into(),
+        };
+        let key = KeyRecord {
+            kid: "k".into(),
+            alg: "EdDSA".into(),
+            private_key: vec![0xcd; 8],
+            encrypted: false,
+            public_jwk: "{}".into(),
+            created_at: at,
+            activates_at: at,
+            retired_at: None,
+            purged_at: None,
+        };
+        let shown = format!("{user:?} {session:?} {key:?}");
+        assert!(!shown.contains("secret-hash"), "{shown}");
+        assert!(!shown.contains("171, 171"), "{shown}");
+        assert!(!shown.contains("205, 205"), "{shown}");
+        assert_eq!(shown.matches(REDACTED).count(), 3);
+    }
 }

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use latchkey_core::crypto::{random_bytes, RefreshSecret};
 use latchkey_core::policy::KEY_PICKUP_INTERVAL;
 use latchkey_core::store::Store;
-use latchkey_core::{Clock, Policy, Service};
+use latchkey_core::{Clock, Service};
 use latchkey_store_postgres::{PostgresSettings, PostgresStore};
 use latchkey_store_sqlite::{Durability, SqliteSettings, SqliteStore};
 use tokio::net::TcpListener;
@@ -129,25 +129,6 @@ fn key_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn policy(config: &Config, issuer: String) -> Policy {
-    Policy {
-        audience: config.audience.clone().unwrap_or_else(|| issuer.clone()),
-        issuer,
-        access_ttl: config.access_ttl,
-        refresh_ttl: config.refresh_ttl,
-        session_max_age: config.session_max_age,
-        refresh_reuse_grace: config.refresh_reuse_grace,
-        signing_alg: config.signing_alg,
-        registration_open: config.registration_open,
-        default_scope: config.default_scope.clone(),
-        login_max_failures: config.login_max_failures,
-        login_window: config.login_window,
-        jwks_max_age: config.jwks_max_age,
-        password_queue: config.password_queue,
-        audit_retention: config.audit_retention,
-    }
-}
-
 /// Builds the service for an issuer (the CLI uses it without serving).
 pub async fn build_service(
     config: &Config,
@@ -159,7 +140,7 @@ pub async fn build_service(
     Ok(Service::new(
         store,
         clock,
-        policy(config, issuer),
+        config.policy_for(issuer),
         secret,
         config.master_key.clone(),
     )?)
@@ -202,7 +183,7 @@ impl Application {
             },
             allowed_origins,
             trusted_proxies: config.trusted_proxies.clone(),
-            jwks_max_age: config.jwks_max_age,
+            jwks_max_age: config.policy.jwks_max_age,
             body_timeout: config.request_body_timeout,
         };
         let limits = ConnectionLimits {

@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use clap::{Arg, ArgMatches, Args, Command, FromArgMatches, Parser, Subcommand};
 use latchkey_core::clock::rfc3339;
-use latchkey_core::service::KeyStatus;
-use latchkey_core::store::{SessionRecord, UserRecord};
+use latchkey_core::service::{KeyView, SessionView, UserView};
 use latchkey_core::{Service, SystemClock};
 use serde_json::json;
 
@@ -39,9 +38,9 @@ pub struct SettingFlags(pub RawSettings);
 impl FromArgMatches for SettingFlags {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
         let mut raw = BTreeMap::new();
-        for name in SETTINGS {
-            if let Some(value) = matches.get_one::<String>(name) {
-                raw.insert((*name).to_owned(), value.clone());
+        for setting in SETTINGS {
+            if let Some(value) = matches.get_one::<String>(setting.name) {
+                raw.insert(setting.name.to_owned(), value.clone());
             }
         }
         Ok(Self(raw))
@@ -55,10 +54,10 @@ impl FromArgMatches for SettingFlags {
 
 impl Args for SettingFlags {
     fn augment_args(cmd: Command) -> Command {
-        SETTINGS.iter().fold(cmd, |cmd, name| {
+        SETTINGS.iter().fold(cmd, |cmd, setting| {
             cmd.arg(
-                Arg::new(*name)
-                    .long(name.replace('_', "-"))
+                Arg::new(setting.name)
+                    .long(setting.name.replace('_', "-"))
                     .value_name("VALUE")
                     .global(true)
                     .help_heading("Settings (see the README)"),
@@ -210,37 +209,37 @@ fn print(value: &serde_json::Value) {
     println!("{value}");
 }
 
-fn user_json(u: &UserRecord) -> serde_json::Value {
+fn user_json(u: &UserView) -> serde_json::Value {
     json!({
         "id": u.id,
         "username": u.username,
         "created_at": rfc3339(u.created_at),
-        "disabled": u.disabled_at.is_some(),
+        "disabled": u.disabled,
     })
 }
 
-fn session_json(service: &Service, s: &SessionRecord) -> serde_json::Value {
+fn session_json(s: &SessionView) -> serde_json::Value {
     json!({
         "id": s.id,
         "user_id": s.user_id,
         "client_id": s.client_id,
         "created_at": rfc3339(s.created_at),
         "last_used_at": rfc3339(s.last_used_at),
-        "expires_at": rfc3339(service.session_expires_at(s)),
+        "expires_at": rfc3339(s.expires_at),
         "user_agent": s.user_agent,
         "ip": s.ip,
     })
 }
 
-fn key_json(k: &KeyStatus) -> serde_json::Value {
+fn key_json(k: &KeyView) -> serde_json::Value {
     json!({
-        "kid": k.record.kid,
-        "alg": k.record.alg,
+        "kid": k.kid,
+        "alg": k.alg,
         "state": k.state.as_str(),
-        "created_at": rfc3339(k.record.created_at),
-        "activates_at": rfc3339(k.record.activates_at),
-        "retired_at": k.record.retired_at.map(rfc3339),
-        "encrypted": k.record.encrypted,
+        "created_at": rfc3339(k.created_at),
+        "activates_at": rfc3339(k.activates_at),
+        "retired_at": k.retired_at.map(rfc3339),
+        "encrypted": k.encrypted,
     })
 }
 
@@ -292,7 +291,7 @@ async fn session(service: &Service, cmd: SessionCommand) -> anyhow::Result<()> {
                 None => None,
             };
             for s in service.live_sessions(user_id.as_deref()).await? {
-                print(&session_json(service, &s));
+                print(&session_json(&s));
             }
         }
         SessionCommand::Revoke { sid } => service.revoke_session(&sid).await?,
@@ -329,16 +328,16 @@ async fn client(service: &Service, cmd: ClientCommand) -> anyhow::Result<()> {
             let added = service.add_client(&client_id, public, &scope).await?;
             match added.secret {
                 Some(secret) => {
-                    print(&json!({ "client_id": added.record.id, "client_secret": secret }))
+                    print(&json!({ "client_id": added.client.id, "client_secret": secret }))
                 }
-                None => print(&json!({ "client_id": added.record.id })),
+                None => print(&json!({ "client_id": added.client.id })),
             }
         }
         ClientCommand::List => {
             for c in service.list_clients().await? {
                 print(&json!({
                     "client_id": c.id,
-                    "public": c.secret_hash.is_none(),
+                    "public": c.public,
                     "scope": c.scope,
                     "created_at": rfc3339(c.created_at),
                 }));

@@ -1,6 +1,9 @@
 //! Configuration: a TOML file, then `LATCHKEY_*` variables, then flags, each
-//! overriding the one before. Every value is parsed here, once; a bad one
-//! stops start-up with one line naming the setting.
+//! overriding the one before. Every setting is one row of [`SETTINGS`]:
+//! its name (which makes its flag and its variable) and how its value is
+//! parsed into one field of [`Config`] or of the service's [`Policy`],
+//! whose `Default`s are the defaults. A bad value stops start-up with one
+//! line naming the setting.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,53 +12,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use latchkey_core::crypto::MasterKey;
-use latchkey_core::keys::SigningAlg;
-
-/// Every setting of API.md section 2, plus latchkey's own (documented in the README).
-pub const SETTINGS: &[&str] = &[
-    "listen",
-    "database_url",
-    "issuer",
-    "audience",
-    "access_ttl",
-    "refresh_ttl",
-    "session_max_age",
-    "refresh_reuse_grace",
-    "signing_alg",
-    "registration",
-    "default_scope",
-    "allowed_origins",
-    "cookie_secure",
-    "cookie_domain",
-    "access_cookie",
-    "refresh_cookie",
-    "login_max_failures",
-    "login_window",
-    "trusted_proxies",
-    "jwks_max_age",
-    "master_key",
-    "log_format",
-    "sqlite_synchronous",
-    "password_queue",
-    "prune_interval",
-    "audit_retention",
-    "database_max_connections",
-    "database_acquire_timeout",
-    "database_statement_timeout",
-    "master_key_file",
-    "max_connections",
-    "header_read_timeout",
-    "request_body_timeout",
-    "keep_alive_timeout",
-];
-
-/// No lifetime or interval may be longer (API.md section 8): time
-/// arithmetic on any accepted setting stays far from overflowing.
-pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-
-/// The grace window's bound: a spent token good for longer is no longer
-/// single-use in any useful sense.
-pub const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
+use latchkey_core::Policy;
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +31,218 @@ fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
 
 /// Raw values by setting name, before parsing.
 pub type RawSettings = BTreeMap<String, String>;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The parsed configuration: the service's rules, and what the server
+/// itself needs (where to listen, the store, cookies, transport limits).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The service's rules. Its `issuer` and `audience` are filled in by
+    /// [`Config::policy_for`] once the bound address is known.
+    pub policy: Policy,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    /// `None`: `http://<bound address>`, known once bound.
+    pub issuer: Option<String>,
+    /// `None`: the issuer.
+    pub audience: Option<String>,
+    /// `None`: the issuer's origin.
+    pub allowed_origins: Option<Vec<String>>,
+    pub cookie_secure: bool,
+    pub cookie_domain: Option<String>,
+    pub access_cookie: String,
+    pub refresh_cookie: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub master_key: Option<MasterKey>,
+    /// Where `master_key` was read from, when from a file.
+    pub master_key_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// SQLite `synchronous=FULL` instead of `NORMAL`.
+    pub sqlite_synchronous_full: bool,
+    /// How often dead sessions and old audit rows are deleted.
+    pub prune_interval: Duration,
+    /// PostgreSQL pool: connections per node, wait for one, per statement.
+    pub database_max_connections: u32,
+    pub database_acquire_timeout: Duration,
+    pub database_statement_timeout: Duration,
+    /// Connections served at once, and how long each phase of one may last.
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub request_body_timeout: Duration,
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://latchkey.db".into(),
+            issuer: None,
+            audience: None,
+            allowed_origins: None,
+            cookie_secure: true,
+            cookie_domain: None,
+            access_cookie: "accessToken".into(),
+            refresh_cookie: "refreshToken".into(),
+            trusted_proxies: Vec::new(),
+            master_key: None,
+            master_key_file: None,
+            log_format: LogFormat::Text,
+            sqlite_synchronous_full: false,
+            prune_interval: Duration::from_secs(3600),
+            database_max_connections: 16,
+            database_acquire_timeout: Duration::from_secs(5),
+            database_statement_timeout: Duration::from_secs(5),
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One setting: its name, and how a value of it sets the configuration.
+pub struct Setting {
+    pub name: &'static str,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+/// No lifetime or interval may be longer (API.md section 8): time
+/// arithmetic on any accepted setting stays far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The grace window's bound: a spent token good for longer is no longer
+/// single-use in any useful sense.
+pub const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
+
+const SECOND: Duration = Duration::from_secs(1);
+
+macro_rules! setting {
+    ($name:literal, |$c:ident, $v:ident| $set:expr) => {
+        Setting {
+            name: $name,
+            set: |$c: &mut Config, $v: &str| {
+                $set;
+                Ok(())
+            },
+        }
+    };
+}
+
+/// Every setting of API.md section 2, plus latchkey's own (in the README).
+pub const SETTINGS: &[Setting] = &[
+    setting!("listen", |c, v| c.listen = v.parse().map_err(|_| {
+        "must be HOST:PORT with an IP address, e.g. 127.0.0.1:8080".to_owned()
+    })?),
+    setting!("database_url", |c, v| c.database_url =
+        parse_database_url(v)?),
+    setting!("issuer", |c, v| c.issuer = Some(parse_url_base(v)?)),
+    setting!("audience", |c, v| c.audience = Some(v.to_owned())),
+    setting!("access_ttl", |c, v| c.policy.access_ttl =
+        duration(v, SECOND, MAX_DURATION)?),
+    setting!("refresh_ttl", |c, v| c.policy.refresh_ttl =
+        duration(v, SECOND, MAX_DURATION)?),
+    setting!("session_max_age", |c, v| {
+        c.policy.session_max_age = duration(v, SECOND, MAX_DURATION)?
+    }),
+    setting!("refresh_reuse_grace", |c, v| {
+        c.policy.refresh_reuse_grace = duration(v, Duration::ZERO, MAX_REUSE_GRACE)?
+    }),
+    setting!("signing_alg", |c, v| c.policy.signing_alg = v.parse()?),
+    setting!("registration", |c, v| {
+        c.policy.registration_open = match v {
+            "open" => true,
+            "closed" => false,
+            _ => return Err("must be open or closed".into()),
+        }
+    }),
+    setting!("default_scope", |c, v| c.policy.default_scope =
+        scope_list(v)),
+    setting!("allowed_origins", |c, v| {
+        c.allowed_origins = Some(list(v).map(parse_origin).collect::<Result<Vec<_>, _>>()?)
+    }),
+    setting!("cookie_secure", |c, v| c.cookie_secure = parse_bool(v)?),
+    setting!("cookie_domain", |c, v| c.cookie_domain = Some(v.to_owned())),
+    setting!("access_cookie", |c, v| c.access_cookie = cookie_name(v)?),
+    setting!("refresh_cookie", |c, v| c.refresh_cookie = cookie_name(v)?),
+    setting!("login_max_failures", |c, v| {
+        c.policy.login_max_failures = whole(v, 1, u32::MAX)?
+    }),
+    setting!("login_window", |c, v| {
+        c.policy.login_window = duration(v, Duration::ZERO, MAX_DURATION)?
+    }),
+    setting!("trusted_proxies", |c, v| {
+        c.trusted_proxies = list(v).map(parse_net).collect::<Result<Vec<_>, _>>()?
+    }),
+    setting!("jwks_max_age", |c, v| {
+        c.policy.jwks_max_age = duration(v, Duration::ZERO, MAX_DURATION)?
+    }),
+    setting!("master_key", |c, v| c.master_key =
+        Some(MasterKey::from_base64(v)?)),
+    setting!("master_key_file", |c, v| {
+        let path = PathBuf::from(v);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        c.master_key = Some(
+            MasterKey::from_base64(text.trim()).map_err(|m| format!("{} {m}", path.display()))?,
+        );
+        c.master_key_file = Some(path);
+    }),
+    setting!("log_format", |c, v| {
+        c.log_format = match v {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err("must be text or json".into()),
+        }
+    }),
+    setting!("sqlite_synchronous", |c, v| {
+        c.sqlite_synchronous_full = match v.to_ascii_lowercase().as_str() {
+            "normal" => false,
+            "full" => true,
+            _ => return Err("must be normal or full".into()),
+        }
+    }),
+    setting!("password_queue", |c, v| c.policy.password_queue =
+        whole(v, 0, 1_000_000)?),
+    setting!("prune_interval", |c, v| {
+        c.prune_interval = duration(v, Duration::from_millis(1), MAX_DURATION)?
+    }),
+    setting!("audit_retention", |c, v| {
+        c.policy.audit_retention = duration(v, Duration::ZERO, MAX_DURATION)?
+    }),
+    setting!("database_max_connections", |c, v| {
+        c.database_max_connections = whole(v, 1, 10_000)?
+    }),
+    setting!("database_acquire_timeout", |c, v| {
+        c.database_acquire_timeout = duration(v, SECOND, MAX_DURATION)?
+    }),
+    setting!("database_statement_timeout", |c, v| {
+        c.database_statement_timeout = duration(v, Duration::ZERO, MAX_DURATION)?
+    }),
+    setting!("max_connections", |c, v| c.max_connections =
+        whole(v, 1, 1_000_000)?),
+    setting!("header_read_timeout", |c, v| {
+        c.header_read_timeout = duration(v, SECOND, MAX_DURATION)?
+    }),
+    setting!("request_body_timeout", |c, v| {
+        c.request_body_timeout = duration(v, SECOND, MAX_DURATION)?
+    }),
+    setting!("keep_alive_timeout", |c, v| {
+        c.keep_alive_timeout = duration(v, SECOND, MAX_DURATION)?
+    }),
+];
+
+/// The setting of that name.
+pub fn setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
 
 /// Reads the layers in order: file, environment, flags.
 pub fn layer(
@@ -96,10 +265,10 @@ pub fn layer(
         })?);
     }
     for (name, value) in env {
-        if let Some(setting) = name.strip_prefix("LATCHKEY_") {
-            let setting = setting.to_ascii_lowercase();
-            if SETTINGS.contains(&setting.as_str()) {
-                raw.insert(setting, value);
+        if let Some(name) = name.strip_prefix("LATCHKEY_") {
+            let name = name.to_ascii_lowercase();
+            if setting(&name).is_some() {
+                raw.insert(name, value);
             }
         }
     }
@@ -113,7 +282,7 @@ fn parse_toml(text: &str) -> Result<RawSettings, ConfigError> {
         .map_err(|e: toml::de::Error| bad("config", format!("not valid TOML: {}", e.message())))?;
     let mut raw = RawSettings::new();
     for (name, value) in table {
-        if !SETTINGS.contains(&name.as_str()) {
+        if setting(&name).is_none() {
             return Err(bad(&name, "unknown setting"));
         }
         let text = match value {
@@ -136,295 +305,29 @@ fn parse_toml(text: &str) -> Result<RawSettings, ConfigError> {
     Ok(raw)
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// The parsed configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: SocketAddr,
-    pub database_url: String,
-    /// `None`: `http://<bound address>`, known once bound.
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
-    pub session_max_age: Duration,
-    pub refresh_reuse_grace: Duration,
-    pub signing_alg: SigningAlg,
-    pub registration_open: bool,
-    pub default_scope: String,
-    /// `None`: the issuer's origin.
-    pub allowed_origins: Option<Vec<String>>,
-    pub cookie_secure: bool,
-    pub cookie_domain: Option<String>,
-    pub access_cookie: String,
-    pub refresh_cookie: String,
-    pub login_max_failures: u32,
-    pub login_window: Duration,
-    pub trusted_proxies: Vec<IpNet>,
-    pub jwks_max_age: Duration,
-    pub master_key: Option<MasterKey>,
-    /// Where `master_key` was read from, when from a file.
-    pub master_key_file: Option<PathBuf>,
-    pub log_format: LogFormat,
-    /// SQLite `synchronous=FULL` instead of `NORMAL`.
-    pub sqlite_synchronous_full: bool,
-    pub password_queue: usize,
-    /// How often dead sessions and old audit rows are deleted.
-    pub prune_interval: Duration,
-    pub audit_retention: Duration,
-    /// PostgreSQL pool: connections per node, wait for one, per statement.
-    pub database_max_connections: u32,
-    pub database_acquire_timeout: Duration,
-    pub database_statement_timeout: Duration,
-    /// Connections served at once, and how long each phase of one may last.
-    pub max_connections: usize,
-    pub header_read_timeout: Duration,
-    pub request_body_timeout: Duration,
-    pub keep_alive_timeout: Duration,
-}
-
 impl Config {
-    /// Parses every setting, with the defaults of API.md.
+    /// Parses every setting given; the rest keep their defaults.
     pub fn from_raw(raw: &RawSettings) -> Result<Self, ConfigError> {
-        let get = |name: &str| raw.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
-        let duration = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-            let d =
-                get(name).map_or(Ok(default), |v| parse_duration(v).map_err(|m| bad(name, m)))?;
-            if d > MAX_DURATION {
-                return Err(bad(name, "must be at most 10 years (3650d)"));
-            }
-            Ok(d)
-        };
-        let positive = |name: &str, d: Duration| -> Result<Duration, ConfigError> {
-            if d.is_zero() {
-                Err(bad(name, "must be more than 0"))
-            } else {
-                Ok(d)
-            }
-        };
-        let boolean = |name: &str, default: bool| -> Result<bool, ConfigError> {
-            get(name).map_or(Ok(default), |v| parse_bool(v).map_err(|m| bad(name, m)))
-        };
-        let listen = get("listen")
-            .unwrap_or("127.0.0.1:8080")
-            .parse()
-            .map_err(|_| {
-                bad(
-                    "listen",
-                    "must be HOST:PORT with an IP address, e.g. 127.0.0.1:8080",
-                )
-            })?;
-        let database_url = get("database_url")
-            .unwrap_or("sqlite://latchkey.db")
-            .to_owned();
-        let postgres =
-            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
-        if !(database_url.starts_with("sqlite:") || postgres) {
+        if raw.contains_key("master_key") && raw.contains_key("master_key_file") {
             return Err(bad(
-                "database_url",
-                "must be sqlite://PATH or postgres://...",
+                "master_key_file",
+                "set master_key or master_key_file, not both",
             ));
         }
-        let issuer = get("issuer")
-            .map(|v| parse_url_base(v).map_err(|m| bad("issuer", m)))
-            .transpose()?;
-        let audience = get("audience").map(str::to_owned);
-        let access_ttl = duration("access_ttl", Duration::from_secs(15 * 60))?;
-        if access_ttl < Duration::from_secs(1) {
-            return Err(bad("access_ttl", "must be at least 1s"));
+        let mut config = Self::default();
+        for (name, value) in raw {
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            let setting = setting(name).ok_or_else(|| bad(name, "unknown setting"))?;
+            (setting.set)(&mut config, value).map_err(|m| bad(name, m))?;
         }
-        let refresh_ttl = duration("refresh_ttl", Duration::from_secs(7 * 24 * 3600))?;
-        let session_max_age = duration("session_max_age", Duration::from_secs(30 * 24 * 3600))?;
-        for (name, d) in [
-            ("refresh_ttl", refresh_ttl),
-            ("session_max_age", session_max_age),
-        ] {
-            if d < Duration::from_secs(1) {
-                return Err(bad(name, "must be at least 1s"));
-            }
-        }
-        let refresh_reuse_grace = duration("refresh_reuse_grace", Duration::from_secs(10))?;
-        if refresh_reuse_grace > MAX_REUSE_GRACE {
-            return Err(bad("refresh_reuse_grace", "must be at most 60s"));
-        }
-        let signing_alg = get("signing_alg")
-            .unwrap_or("EdDSA")
-            .parse()
-            .map_err(|m: String| bad("signing_alg", m))?;
-        let registration_open = match get("registration").unwrap_or("open") {
-            "open" => true,
-            "closed" => false,
-            _ => return Err(bad("registration", "must be open or closed")),
-        };
-        let default_scope = get("default_scope")
-            .unwrap_or("")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let allowed_origins = get("allowed_origins")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|o| !o.is_empty())
-                    .map(|o| parse_origin(o).map_err(|m| bad("allowed_origins", m)))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
-        let cookie_name = |name: &str, default: &str| -> Result<String, ConfigError> {
-            let v = get(name).unwrap_or(default);
-            let token = v
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if token {
-                Ok(v.to_owned())
-            } else {
-                Err(bad(name, "not a valid cookie name"))
-            }
-        };
-        let login_max_failures = get("login_max_failures")
-            .map_or(Ok(10), |v| {
-                v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or(())
-            })
-            .map_err(|()| bad("login_max_failures", "must be a whole number of at least 1"))?;
-        let trusted_proxies = get("trusted_proxies")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(|p| {
-                        p.parse::<IpNet>()
-                            .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-                            .map_err(|_| {
-                                bad(
-                                    "trusted_proxies",
-                                    format!("{p:?} is not an address or CIDR"),
-                                )
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
-        let master_key_file = get("master_key_file").map(PathBuf::from);
-        let master_key = match (get("master_key"), &master_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    "master_key_file",
-                    "set master_key or master_key_file, not both",
-                ))
-            }
-            (Some(v), None) => Some(MasterKey::from_base64(v).map_err(|m| bad("master_key", m))?),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    bad(
-                        "master_key_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                Some(
-                    MasterKey::from_base64(text.trim())
-                        .map_err(|m| bad("master_key_file", format!("{} {m}", path.display())))?,
-                )
-            }
-            (None, None) => None,
-        };
-        let timeout = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-            let d = duration(name, default)?;
-            if d < Duration::from_secs(1) {
-                return Err(bad(name, "must be at least 1s"));
-            }
-            Ok(d)
-        };
-        let log_format = match get("log_format").unwrap_or("text") {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            _ => return Err(bad("log_format", "must be text or json")),
-        };
-        let sqlite_synchronous_full = match get("sqlite_synchronous").unwrap_or("normal") {
-            "normal" | "NORMAL" => false,
-            "full" | "FULL" => true,
-            _ => return Err(bad("sqlite_synchronous", "must be normal or full")),
-        };
-        let password_queue = get("password_queue")
-            .map_or(Ok(32), |v| v.parse::<usize>().map_err(|_| ()))
-            .map_err(|()| bad("password_queue", "must be a whole number"))?;
-        Ok(Self {
-            listen,
-            database_url,
-            issuer,
-            audience,
-            access_ttl,
-            refresh_ttl,
-            session_max_age,
-            refresh_reuse_grace,
-            signing_alg,
-            registration_open,
-            default_scope,
-            allowed_origins,
-            cookie_secure: boolean("cookie_secure", true)?,
-            cookie_domain: get("cookie_domain").map(str::to_owned),
-            access_cookie: cookie_name("access_cookie", "accessToken")?,
-            refresh_cookie: cookie_name("refresh_cookie", "refreshToken")?,
-            login_max_failures,
-            login_window: duration("login_window", Duration::from_secs(15 * 60))?,
-            trusted_proxies,
-            jwks_max_age: duration("jwks_max_age", Duration::from_secs(5 * 60))?,
-            master_key,
-            master_key_file,
-            log_format,
-            sqlite_synchronous_full,
-            password_queue,
-            prune_interval: positive(
-                "prune_interval",
-                duration("prune_interval", Duration::from_secs(3600))?,
-            )?,
-            audit_retention: duration("audit_retention", Duration::from_secs(90 * 24 * 3600))?,
-            database_max_connections: get("database_max_connections")
-                .map_or(Ok(16), |v| {
-                    v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or(())
-                })
-                .map_err(|()| {
-                    bad(
-                        "database_max_connections",
-                        "must be a whole number of at least 1",
-                    )
-                })?,
-            database_acquire_timeout: positive(
-                "database_acquire_timeout",
-                duration("database_acquire_timeout", Duration::from_secs(5))?,
-            )?,
-            database_statement_timeout: duration(
-                "database_statement_timeout",
-                Duration::from_secs(5),
-            )?,
-            max_connections: get("max_connections")
-                .map_or(Ok(10_000), |v| {
-                    v.parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=1_000_000).contains(n))
-                        .ok_or(())
-                })
-                .map_err(|()| {
-                    bad(
-                        "max_connections",
-                        "must be a whole number from 1 to 1000000",
-                    )
-                })?,
-            header_read_timeout: timeout("header_read_timeout", Duration::from_secs(10))?,
-            request_body_timeout: timeout("request_body_timeout", Duration::from_secs(30))?,
-            keep_alive_timeout: timeout("keep_alive_timeout", Duration::from_secs(60))?,
-        })
+        Ok(config)
     }
 
     pub fn is_postgres(&self) -> bool {
-        self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://")
+        is_postgres_url(&self.database_url)
     }
 
     /// The issuer once the address is known; refuses a wildcard address
@@ -446,6 +349,27 @@ impl Config {
             ));
         }
         Ok(format!("http://{bound}"))
+    }
+
+    /// The service's rules for this issuer (the audience defaults to it).
+    pub fn policy_for(&self, issuer: String) -> Policy {
+        Policy {
+            audience: self.audience.clone().unwrap_or_else(|| issuer.clone()),
+            issuer,
+            ..self.policy.clone()
+        }
+    }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+fn parse_database_url(text: &str) -> Result<String, String> {
+    if text.starts_with("sqlite:") || is_postgres_url(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("must be sqlite://PATH or postgres://...".into())
     }
 }
 
@@ -473,11 +397,72 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
+/// A duration within `min..=max`, said in the bounds' own words.
+fn duration(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < min {
+        return Err(format!("must be at least {}", words(min)));
+    }
+    if d > max {
+        return Err(format!("must be at most {}", words(max)));
+    }
+    Ok(d)
+}
+
+fn words(d: Duration) -> String {
+    match d.as_millis() {
+        ms if ms % 86_400_000 == 0 && ms > 0 => format!("{}d", ms / 86_400_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// A whole number within `min..=max`.
+fn whole<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    text: &str,
+    min: T,
+    max: T,
+) -> Result<T, String> {
+    text.parse::<T>()
+        .ok()
+        .filter(|n| *n >= min && *n <= max)
+        .ok_or_else(|| format!("must be a whole number from {min} to {max}"))
+}
+
 fn parse_bool(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
         _ => Err(format!("{text:?} is not true or false")),
+    }
+}
+
+/// The items of a comma-separated list, trimmed, empty ones dropped.
+fn list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+/// Scopes, space-separated, normalised to single spaces.
+fn scope_list(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not an address or CIDR"))
+}
+
+fn cookie_name(text: &str) -> Result<String, String> {
+    let token = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if token {
+        Ok(text.to_owned())
+    } else {
+        Err("not a valid cookie name".into())
     }
 }
 
@@ -514,6 +499,7 @@ pub fn origin_of(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use latchkey_core::keys::SigningAlg;
     use proptest::prelude::*;
 
     fn raw(pairs: &[(&str, &str)]) -> RawSettings {
@@ -558,18 +544,18 @@ mod tests {
         let c = Config::from_raw(&RawSettings::new()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.database_url, "sqlite://latchkey.db");
-        assert_eq!(c.access_ttl, Duration::from_secs(900));
-        assert_eq!(c.refresh_ttl, Duration::from_secs(7 * 86400));
-        assert_eq!(c.session_max_age, Duration::from_secs(30 * 86400));
-        assert_eq!(c.refresh_reuse_grace, Duration::from_secs(10));
-        assert_eq!(c.signing_alg, SigningAlg::EdDsa);
-        assert!(c.registration_open && c.cookie_secure);
+        assert_eq!(c.policy.access_ttl, Duration::from_secs(900));
+        assert_eq!(c.policy.refresh_ttl, Duration::from_secs(7 * 86400));
+        assert_eq!(c.policy.session_max_age, Duration::from_secs(30 * 86400));
+        assert_eq!(c.policy.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(c.policy.signing_alg, SigningAlg::EdDsa);
+        assert!(c.policy.registration_open && c.cookie_secure);
         assert_eq!(
             (c.access_cookie.as_str(), c.refresh_cookie.as_str()),
             ("accessToken", "refreshToken")
         );
-        assert_eq!(c.login_max_failures, 10);
-        assert_eq!(c.jwks_max_age, Duration::from_secs(300));
+        assert_eq!(c.policy.login_max_failures, 10);
+        assert_eq!(c.policy.jwks_max_age, Duration::from_secs(300));
         assert_eq!(
             c.resolve_issuer("127.0.0.1:9000".parse().unwrap()).unwrap(),
             "http://127.0.0.1:9000"
@@ -617,18 +603,18 @@ mod tests {
         let flags = raw(&[("session_max_age", "5d")]);
         let merged = layer(Some(&path), env.into_iter(), &flags).unwrap();
         let c = Config::from_raw(&merged).unwrap();
-        assert_eq!(c.access_ttl, Duration::from_secs(60), "file");
+        assert_eq!(c.policy.access_ttl, Duration::from_secs(60), "file");
         assert_eq!(
-            c.refresh_ttl,
+            c.policy.refresh_ttl,
             Duration::from_secs(3 * 86400),
             "env over file"
         );
         assert_eq!(
-            c.session_max_age,
+            c.policy.session_max_age,
             Duration::from_secs(5 * 86400),
             "flag over env"
         );
-        assert_eq!(c.login_max_failures, 3);
+        assert_eq!(c.policy.login_max_failures, 3);
         assert!(!c.cookie_secure);
     }
 
@@ -654,6 +640,16 @@ mod tests {
         );
         assert_eq!(named.database_max_connections, 16);
         assert_eq!(named.database_acquire_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn each_setting_is_one_row() {
+        let mut names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SETTINGS.len());
+        let e = Config::from_raw(&raw(&[("acces_ttl", "1m")])).unwrap_err();
+        assert_eq!(e.setting, "acces_ttl");
     }
 
     #[test]

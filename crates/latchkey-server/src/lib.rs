@@ -6,5 +6,4 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
-pub mod openapi;
 pub mod telemetry;

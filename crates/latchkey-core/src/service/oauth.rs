@@ -4,15 +4,14 @@
 use std::time::Duration;
 
 use base64::Engine;
-use latchkey_proto::{AccessClaims, Introspection};
+use latchkey_proto::Introspection;
 
-use super::{Issued, RequestContext, Service};
+use super::{ClientView, Issued, RequestContext, Service};
 use crate::crypto::{random_bytes, B64};
 use crate::error::ServiceError;
 use crate::policy::WEB_CLIENT_ID;
-use crate::refresh::ParsedRefreshToken;
-use crate::store::{ClientRecord, SessionWithUser, StoreError};
-use crate::tokens::{self, Expectations};
+use crate::store::{ClientRecord, StoreError};
+use crate::tokens;
 
 /// The built-in public client of token requests that name none.
 pub const PUBLIC_CLIENT_ID: &str = "public";
@@ -31,7 +30,7 @@ pub struct ClientAuth {
 /// `latchkey client add`'s answer: the secret is shown this once.
 #[derive(Debug, Clone)]
 pub struct NewClient {
-    pub record: ClientRecord,
+    pub client: ClientView,
     pub secret: Option<String>,
 }
 
@@ -165,51 +164,8 @@ impl Service {
         }
         let scope = grant_scope(scope, &client.scope)?;
         let now = self.now();
-        let iat = now.unix_timestamp();
-        let ttl = self.policy.access_ttl;
-        let claims = AccessClaims {
-            iss: self.policy.issuer.clone(),
-            sub: client.id.clone(),
-            aud: self.policy.audience.clone(),
-            exp: iat + ttl.as_secs() as i64,
-            iat,
-            nbf: iat,
-            jti: uuid::Uuid::new_v4().to_string(),
-            sid: None,
-            client_id: client.id.clone(),
-            scope: scope.clone(),
-        };
-        let ring = self.ring();
-        let key = ring
-            .signing_key(now)
-            .ok_or_else(|| ServiceError::Internal("no signing key".into()))?;
-        Ok((tokens::sign(&claims, key)?, ttl, scope))
-    }
-
-    fn expectations(&self) -> Expectations<'_> {
-        Expectations {
-            issuer: &self.policy.issuer,
-            audience: &self.policy.audience,
-            access_ttl: self.policy.access_ttl,
-            leeway: Duration::ZERO,
-        }
-    }
-
-    /// The session a genuine refresh token names, if any.
-    async fn session_of_refresh_token(
-        &self,
-        token: &str,
-    ) -> Result<Option<SessionWithUser>, ServiceError> {
-        let Some(presented) = ParsedRefreshToken::parse(token) else {
-            return Ok(None);
-        };
-        let Some(found) = self.store.session_with_user(&presented.session_id).await? else {
-            return Ok(None);
-        };
-        if !presented.is_genuine(&self.refresh_secret, &found.session.salt) {
-            return Ok(None);
-        }
-        Ok(Some(found))
+        let claims = self.access_claims(&client.id, None, &client.id, &scope, now);
+        Ok((self.sign(&claims, now)?, self.policy.access_ttl, scope))
     }
 
     /// RFC 7009: a refresh token revokes its session; so does an access
@@ -221,7 +177,7 @@ impl Service {
         token: &str,
         ctx: &RequestContext,
     ) -> Result<(), ServiceError> {
-        let target = if let Some(found) = self.session_of_refresh_token(token).await? {
+        let target = if let Some((_, found)) = self.presented_session(token).await? {
             Some((
                 found.session.client_id,
                 Some(found.session.id),
@@ -243,7 +199,7 @@ impl Service {
             ));
         }
         if let Some(sid) = sid {
-            self.logout(&sid, &user_id, ctx).await?;
+            self.end_session(&sid, &user_id, ctx).await?;
         }
         Ok(())
     }
@@ -252,9 +208,9 @@ impl Service {
     pub async fn introspect(&self, token: &str) -> Result<Introspection, ServiceError> {
         let now = self.now();
         let inactive = Introspection::default();
-        if let Some(found) = self.session_of_refresh_token(token).await? {
-            let presented = ParsedRefreshToken::parse(token).map(|p| p.generation);
-            if presented != Some(found.session.generation) || self.check_live(&found, now).is_err()
+        if let Some((presented, found)) = self.presented_session(token).await? {
+            if presented.generation != found.session.generation
+                || self.check_live(&found, now).is_err()
             {
                 return Ok(inactive);
             }
@@ -348,11 +304,20 @@ impl Service {
             }
             other => other.map_err(Into::into),
         }?;
-        Ok(NewClient { record, secret })
+        Ok(NewClient {
+            client: ClientView::from(&record),
+            secret,
+        })
     }
 
-    pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, ServiceError> {
-        Ok(self.store.list_clients().await?)
+    pub async fn list_clients(&self) -> Result<Vec<ClientView>, ServiceError> {
+        Ok(self
+            .store
+            .list_clients()
+            .await?
+            .iter()
+            .map(ClientView::from)
+            .collect())
     }
 
     pub async fn remove_client(&self, id: &str) -> Result<(), ServiceError> {

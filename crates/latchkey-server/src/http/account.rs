@@ -54,7 +54,7 @@ async fn list_sessions(
     Ok(Json(SessionList {
         sessions: sessions
             .iter()
-            .map(|s| views::session(&app.service, s, current))
+            .map(|s| views::session(s, current))
             .collect(),
     }))
 }

@@ -1,7 +1,7 @@
 //! `/v1/auth/*`: register, login, refresh, logout, logout-all.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -9,9 +9,10 @@ use latchkey_core::service::Issued;
 use latchkey_proto::{Credentials, ErrorBody, LoginResponse, RegisterResponse};
 
 use super::error::ApiError;
-use super::extract::{access_token, bearer, check_csrf, Context, JsonBody, TokenSource};
+use super::extract::{
+    access_token, bearer, check_csrf, check_login_origin, Context, JsonBody, TokenSource,
+};
 use super::{cookies, no_store, views, AppState};
-use crate::config::origin_of;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -80,17 +81,7 @@ async fn login(
     Context(ctx): Context,
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
-    // A browser posting a login form from a foreign site (login CSRF).
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let allowed = origin
-            .to_str()
-            .ok()
-            .and_then(origin_of)
-            .is_some_and(|o| app.http.allowed_origins.contains(&o));
-        if !allowed {
-            return Err(ApiError::CsrfRejected);
-        }
-    }
+    check_login_origin(&headers, &app)?;
     let issued = app
         .service
         .login(&body.username, &body.password, &ctx)
@@ -149,18 +140,14 @@ async fn logout(
     let service = &app.service;
     if let Some(token) = bearer(&headers) {
         let auth = service.authenticate(token).await?;
-        service
-            .logout(&auth.session.id, &auth.user.id, &ctx)
-            .await?;
+        service.logout(&auth, &ctx).await?;
     } else if let Some(refresh) = cookies::read(&headers, &app.http.cookies.refresh_name) {
         check_csrf(&method, &headers, &app)?;
         service.logout_with_refresh_token(&refresh, &ctx).await?;
     } else if let Some((token, TokenSource::Cookie)) = access_token(&headers, &app) {
         check_csrf(&method, &headers, &app)?;
         let auth = service.authenticate(&token).await?;
-        service
-            .logout(&auth.session.id, &auth.user.id, &ctx)
-            .await?;
+        service.logout(&auth, &ctx).await?;
     } else {
         return Err(ApiError::MissingToken);
     }
@@ -176,6 +163,6 @@ async fn logout_all(
     super::extract::AccountAuth(auth): super::extract::AccountAuth,
     Context(ctx): Context,
 ) -> Result<Response, ApiError> {
-    app.service.logout_all(&auth.user.id, &ctx).await?;
+    app.service.logout_all(&auth, &ctx).await?;
     Ok(cleared(&app, StatusCode::NO_CONTENT.into_response()))
 }

@@ -4,7 +4,7 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use latchkey_core::service::{Authenticated, RequestContext};
 use serde::de::DeserializeOwned;
 
@@ -91,22 +91,37 @@ pub fn access_token(headers: &HeaderMap, app: &AppState) -> Option<(String, Toke
     cookies::read(headers, &app.http.cookies.access_name).map(|t| (t, TokenSource::Cookie))
 }
 
+/// Whether an `Origin` (or `Referer`) value names an allowed origin.
+fn origin_allowed(app: &AppState, named: Option<&HeaderValue>) -> bool {
+    named
+        .and_then(|v| v.to_str().ok())
+        .and_then(origin_of)
+        .is_some_and(|origin| app.http.allowed_origins.contains(&origin))
+}
+
 /// The CSRF rule: a cookie-authenticated request that is not GET or HEAD
 /// must come from an allowed origin (`Origin`, or without it `Referer`).
 pub fn check_csrf(method: &Method, headers: &HeaderMap, app: &AppState) -> Result<(), ApiError> {
     if method == Method::GET || method == Method::HEAD {
         return Ok(());
     }
-    let origin = match headers.get(header::ORIGIN) {
-        Some(origin) => origin.to_str().ok().and_then(origin_of),
-        None => headers
-            .get(header::REFERER)
-            .and_then(|r| r.to_str().ok())
-            .and_then(origin_of),
-    };
-    match origin {
-        Some(origin) if app.http.allowed_origins.contains(&origin) => Ok(()),
-        _ => Err(ApiError::CsrfRejected),
+    let named = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER));
+    if origin_allowed(app, named) {
+        Ok(())
+    } else {
+        Err(ApiError::CsrfRejected)
+    }
+}
+
+/// Login CSRF: a login posted by a browser from a foreign site carries that
+/// site's `Origin` and is refused; one without `Origin` is no browser's
+/// cross-site form (a script, an app) and goes on.
+pub fn check_login_origin(headers: &HeaderMap, app: &AppState) -> Result<(), ApiError> {
+    match headers.get(header::ORIGIN) {
+        Some(origin) if !origin_allowed(app, Some(origin)) => Err(ApiError::CsrfRejected),
+        _ => Ok(()),
     }
 }
 

@@ -1,21 +1,14 @@
 //! Keys and health: `/.well-known/jwks.json`, `/healthz`, `/readyz`.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use latchkey_core::store::StoreError;
-use latchkey_core::ServiceError;
 use latchkey_proto::{ErrorBody, Health, JwkSet};
 
 use super::error::ApiError;
 use super::AppState;
-
-/// How long `/readyz` waits for the store.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,7 +16,6 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi_json))
 }
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys",
@@ -49,18 +41,11 @@ async fn healthz() -> Json<Health> {
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, description = "The store does not answer", body = ErrorBody)))]
-async fn readyz(State(app): State<AppState>) -> Response {
-    match tokio::time::timeout(READY_TIMEOUT, app.service.store().ping()).await {
-        Ok(Ok(())) => Json(Health {
-            status: "ok".into(),
-        })
-        .into_response(),
-        Ok(Err(e)) => ApiError::Service(ServiceError::Unavailable(e)).into_response(),
-        Err(_) => ApiError::Service(ServiceError::Unavailable(StoreError::Unavailable(
-            "the store did not answer in time".into(),
-        )))
-        .into_response(),
-    }
+async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
+    app.service.ready().await?;
+    Ok(Json(Health {
+        status: "ok".into(),
+    }))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -78,11 +63,4 @@ async fn metrics(State(app): State<AppState>) -> Response {
         body,
     )
         .into_response()
-}
-
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
-pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    use utoipa::OpenApi;
-    Json(crate::openapi::ApiDoc::openapi())
 }

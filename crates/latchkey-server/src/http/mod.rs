@@ -11,6 +11,7 @@ mod extract;
 pub mod listener;
 pub(crate) mod meta;
 pub(crate) mod oauth;
+pub mod openapi;
 pub mod views;
 
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(account::router())
         .merge(meta::router())
         .merge(oauth::router())
+        .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn_with_state(state.clone(), read_body))

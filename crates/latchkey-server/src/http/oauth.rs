@@ -15,7 +15,7 @@ use latchkey_core::service::ClientAuth;
 use latchkey_core::ServiceError;
 use latchkey_proto::{ErrorBody, Introspection, ServerMetadata, TokenResponse};
 
-use crate::openapi::{IntrospectionRequest, RevocationRequest, TokenRequest};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::Context;
@@ -27,6 +27,42 @@ pub fn router() -> Router<AppState> {
         .route("/oauth2/revoke", post(revoke))
         .route("/oauth2/introspect", post(introspect))
         .route("/.well-known/oauth-authorization-server", get(metadata))
+}
+
+/// The form of `POST /oauth2/token` (RFC 6749 §4.3, §6, §4.4). Documentation only.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenRequest {
+    /// `password`, `refresh_token` or `client_credentials`.
+    grant_type: String,
+    username: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+    /// Space-separated; within the client's scopes.
+    scope: Option<String>,
+    /// A public client's id, or a confidential one's with `client_secret_post`.
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// The form of `POST /oauth2/revoke` (RFC 7009). Documentation only.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RevocationRequest {
+    token: String,
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// The form of `POST /oauth2/introspect` (RFC 7662). Documentation only.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct IntrospectionRequest {
+    token: String,
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
 }
 
 /// Most parameters a form may carry (API.md section 8).

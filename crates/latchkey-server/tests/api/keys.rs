@@ -127,7 +127,7 @@ async fn a_rotated_key_is_published_first_and_signs_later() {
     app.service.reload_keys().await.unwrap();
     let published = kids(&jwks(&app).await);
     assert_eq!(published.len(), 2);
-    assert!(published.contains(&status.record.kid));
+    assert!(published.contains(&status.kid));
     let pair = app.user_and_login("alice").await;
     assert_eq!(
         header_of(&pair.access)["kid"],
@@ -136,16 +136,13 @@ async fn a_rotated_key_is_published_first_and_signs_later() {
     );
     app.advance(Duration::from_secs(65));
     let fresh = app.login("alice").await;
-    assert_eq!(header_of(&fresh.access)["kid"], status.record.kid.as_str());
+    assert_eq!(header_of(&fresh.access)["kid"], status.kid.as_str());
     // Tokens signed by the old key still verify; the old key is still published.
     assert_eq!(app.me(&pair.access).await.status(), StatusCode::OK);
     assert_eq!(kids(&jwks(&app).await).len(), 2);
     // Once every token it signed has expired (15 min + 60 s leeway), it leaves.
     app.advance(Duration::from_secs(16 * 60));
-    assert_eq!(
-        kids(&jwks(&app).await),
-        std::slice::from_ref(&status.record.kid)
-    );
+    assert_eq!(kids(&jwks(&app).await), std::slice::from_ref(&status.kid));
     assert!(app.audit_events().await.contains(&"key_rotated".to_owned()));
 }
 
@@ -194,7 +191,7 @@ async fn retiring_the_signing_key_hands_over_and_purge_kills_its_tokens() {
     let pair = app.user_and_login("alice").await;
     // No published key to take over: refused.
     assert!(app.service.retire_key(&old_kid, false).await.is_err());
-    let next = app.service.rotate_key(false).await.unwrap().record.kid;
+    let next = app.service.rotate_key(false).await.unwrap().kid;
     let retired = app.service.retire_key(&old_kid, false).await.unwrap();
     assert_eq!(retired.state.as_str(), "retired");
     let fresh = app.login("alice").await;
@@ -214,9 +211,8 @@ async fn retiring_the_signing_key_hands_over_and_purge_kills_its_tokens() {
             .retire_key(&old_kid, false)
             .await
             .unwrap()
-            .record
             .retired_at,
-        retired.record.retired_at
+        retired.retired_at
     );
     let purged = app.service.retire_key(&old_kid, true).await.unwrap();
     assert_eq!(purged.state.as_str(), "purged");

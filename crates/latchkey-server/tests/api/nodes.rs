@@ -142,7 +142,7 @@ async fn a_key_rotated_on_one_node_signs_on_both() {
     let db = Database::new();
     let cluster = nodes(&db, 5432, 2, &[]).await;
     let (a, b) = (&cluster[0], &cluster[1]);
-    let kid = b.service.rotate_key(true).await.unwrap().record.kid;
+    let kid = b.service.rotate_key(true).await.unwrap().kid;
     let deadline = Instant::now() + Duration::from_secs(6);
     for node in [a, b] {
         loop {

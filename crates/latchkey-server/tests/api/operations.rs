@@ -81,9 +81,9 @@ async fn the_prune_job_deletes_dead_sessions_and_old_audit_rows() {
 #[tokio::test]
 async fn prune_deletes_keys_once_no_token_they_signed_can_be_alive() {
     let app = TestApp::spawn_with(&[("access_ttl", "1m")]).await;
-    let old = app.service.list_keys().await.unwrap()[0].record.kid.clone();
+    let old = app.service.list_keys().await.unwrap()[0].kid.clone();
     app.advance(Duration::from_secs(1));
-    let new = app.service.rotate_key(true).await.unwrap().record.kid;
+    let new = app.service.rotate_key(true).await.unwrap().kid;
     let pair = app.user_and_login("alice").await;
     // Within the old key's tokens' lifetime plus a verifier's leeway: kept.
     app.advance(Duration::from_secs(60 + 59));
@@ -97,7 +97,7 @@ async fn prune_deletes_keys_once_no_token_they_signed_can_be_alive() {
         .await
         .unwrap()
         .into_iter()
-        .map(|k| k.record.kid)
+        .map(|k| k.kid)
         .collect();
     assert_eq!(kids, [new], "{old} is deleted");
     assert!(app.audit_events().await.contains(&"key_deleted".to_owned()));

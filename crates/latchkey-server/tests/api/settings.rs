@@ -67,7 +67,6 @@ async fn exercise(config: &Config) {
     let _ = service.refresh(&issued.refresh_token, &ctx).await;
     let _ = service.login("alice", "wrong password", &ctx).await;
     service.live_sessions(None).await.unwrap();
-    service.session_expires_at(&again.session);
     let policy = service.policy().clone();
     for step in [
         policy.access_ttl,
@@ -111,16 +110,16 @@ proptest! {
             .collect();
         if let Ok(config) = Config::from_raw(&raw) {
             for d in [
-                config.access_ttl,
-                config.refresh_ttl,
-                config.session_max_age,
-                config.login_window,
-                config.jwks_max_age,
-                config.audit_retention,
+                config.policy.access_ttl,
+                config.policy.refresh_ttl,
+                config.policy.session_max_age,
+                config.policy.login_window,
+                config.policy.jwks_max_age,
+                config.policy.audit_retention,
             ] {
                 prop_assert!(d <= Duration::from_secs(TEN_YEARS));
             }
-            prop_assert!(config.refresh_reuse_grace <= Duration::from_secs(60));
+            prop_assert!(config.policy.refresh_reuse_grace <= Duration::from_secs(60));
         }
     }
 }

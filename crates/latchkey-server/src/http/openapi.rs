@@ -1,50 +1,16 @@
 //! The OpenAPI 3.1 document of every route, generated from the handlers'
 //! annotations and the wire types (`GET /openapi.json`).
 
+use axum::Json;
 use latchkey_proto::{
     Credentials, ErrorBody, Health, Introspection, JwkSet, LoginResponse, PasswordChange,
     PublicJwk, RegisterResponse, ServerMetadata, Session, SessionList, TokenResponse, User,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+use super::oauth::{IntrospectionRequest, RevocationRequest, TokenRequest};
 use crate::http;
-
-/// The form of `POST /oauth2/token` (RFC 6749 §4.3, §6, §4.4). Documentation only.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct TokenRequest {
-    /// `password`, `refresh_token` or `client_credentials`.
-    grant_type: String,
-    username: Option<String>,
-    password: Option<String>,
-    refresh_token: Option<String>,
-    /// Space-separated; within the client's scopes.
-    scope: Option<String>,
-    /// A public client's id, or a confidential one's with `client_secret_post`.
-    client_id: Option<String>,
-    client_secret: Option<String>,
-}
-
-/// The form of `POST /oauth2/revoke` (RFC 7009). Documentation only.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct RevocationRequest {
-    token: String,
-    token_type_hint: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-}
-
-/// The form of `POST /oauth2/introspect` (RFC 7662). Documentation only.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct IntrospectionRequest {
-    token: String,
-    token_type_hint: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-}
 
 struct SecuritySchemes;
 
@@ -96,7 +62,7 @@ impl Modify for SecuritySchemes {
         http::meta::healthz,
         http::meta::readyz,
         http::meta::metrics,
-        http::meta::openapi_json,
+        openapi_json,
     ),
     components(schemas(
         Credentials, ErrorBody, Health, Introspection, JwkSet, LoginResponse, PasswordChange,
@@ -106,3 +72,9 @@ impl Modify for SecuritySchemes {
     modifiers(&SecuritySchemes),
 )]
 pub struct ApiDoc;
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
+pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

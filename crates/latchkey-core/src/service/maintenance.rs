@@ -1,0 +1,87 @@
+//! What keeps the store from growing without end, and the counts the
+//! metrics show.
+
+use std::sync::atomic::Ordering;
+
+use super::Service;
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::error::ServiceError;
+use crate::keys;
+use crate::store::{DeadSessions, Pruned};
+
+/// Rows a prune statement deletes at most: a few milliseconds of the store.
+pub const PRUNE_BATCH: u32 = 2_000;
+
+impl Service {
+    /// Counts the live sessions of all users (a scan of the sessions
+    /// table: done in the background, never per scrape).
+    pub async fn recount_live_sessions(&self) -> Result<u64, ServiceError> {
+        let now = self.now();
+        let n = self
+            .store
+            .count_live_sessions(now, now - self.policy.refresh_ttl)
+            .await?;
+        self.live_sessions.store(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Live sessions at the last [`Service::recount_live_sessions`].
+    pub fn live_sessions_counted(&self) -> Option<u64> {
+        Some(self.live_sessions.load(Ordering::Relaxed)).filter(|n| *n != u64::MAX)
+    }
+
+    /// Removes dead sessions, finished login-limit windows, audit rows past
+    /// their retention and keys no live token can need, a batch at a time
+    /// so that no statement holds the store for long.
+    pub async fn prune(&self) -> Result<Pruned, ServiceError> {
+        let now = self.now();
+        let mut pruned = Pruned::default();
+        let dead = DeadSessions {
+            now,
+            idle_before: now - self.policy.refresh_ttl,
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let batch = self
+                .store
+                .prune_sessions(dead, after.as_deref(), PRUNE_BATCH)
+                .await?;
+            pruned.sessions += batch.deleted;
+            match batch.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+            tokio::task::yield_now().await;
+        }
+        let failures_before = now - self.policy.login_window;
+        loop {
+            let n = self
+                .store
+                .prune_login_failures(failures_before, PRUNE_BATCH)
+                .await?;
+            pruned.login_failures += n;
+            if n < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
+        let audit_before = now - self.policy.audit_retention;
+        loop {
+            let n = self.store.prune_audit(audit_before, PRUNE_BATCH).await?;
+            pruned.audit_rows += n;
+            if n < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
+        let records = self.store.list_keys().await?;
+        let gone = keys::deletable(&records, now, self.policy.access_ttl);
+        if !gone.is_empty() {
+            pruned.keys = self.store.delete_keys(&gone).await?;
+            self.audit(
+                AuditRecord::new(AuditEvent::KeyDeleted, now)
+                    .detail(format!("kids={}", gone.join(","))),
+            )
+            .await;
+        }
+        Ok(pruned)
+    }
+}

@@ -1,0 +1,219 @@
+//! Rotation, the grace window and reuse detection (API.md section 1), and
+//! the issuing of a pair.
+
+use latchkey_proto::AccessClaims;
+use time::OffsetDateTime;
+
+use super::{round_up_secs, Issued, RequestContext, Service, SessionView, UserView};
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::error::ServiceError;
+use crate::policy::WEB_CLIENT_ID;
+use crate::refresh::{self, ParsedRefreshToken};
+use crate::store::{Advance, RevokeScope, SessionRecord, SessionWithUser, UserRecord};
+use crate::tokens;
+
+const INVALID: ServiceError = ServiceError::InvalidToken("invalid refresh token");
+
+impl Service {
+    /// The one way from a presented refresh token to its session: parse it,
+    /// read the session it names, check its MAC. `None` for anything that
+    /// is not a genuine token of a stored session: session ids are public,
+    /// so a string whose MAC fails is merely invalid, never evidence.
+    pub(super) async fn presented_session(
+        &self,
+        token: &str,
+    ) -> Result<Option<(ParsedRefreshToken, SessionWithUser)>, ServiceError> {
+        let Some(presented) = ParsedRefreshToken::parse(token) else {
+            return Ok(None);
+        };
+        let Some(found) = self.store.session_with_user(&presented.session_id).await? else {
+            return Ok(None);
+        };
+        if !presented.is_genuine(&self.refresh_secret, &found.session.salt) {
+            return Ok(None);
+        }
+        Ok(Some((presented, found)))
+    }
+
+    /// `POST /v1/auth/refresh`: rotation, the grace window and reuse detection.
+    pub async fn refresh(&self, token: &str, ctx: &RequestContext) -> Result<Issued, ServiceError> {
+        self.refresh_for(token, ctx, WEB_CLIENT_ID).await
+    }
+
+    /// A refresh by `client_id`: a token of another client's session is
+    /// refused before anything is spent.
+    pub(super) async fn refresh_for(
+        &self,
+        token: &str,
+        ctx: &RequestContext,
+        client_id: &str,
+    ) -> Result<Issued, ServiceError> {
+        // The MAC first: a forged string never counts as reuse.
+        let (presented, found) = self.presented_session(token).await?.ok_or(INVALID)?;
+        if found.session.client_id != client_id {
+            return Err(ServiceError::InvalidToken(
+                "a refresh token of another client",
+            ));
+        }
+        let now = self.now();
+        self.check_live(&found, now).map_err(|_| INVALID)?;
+        let SessionWithUser { session, user } = found;
+        if presented.generation != session.generation {
+            let found = SessionWithUser { session, user };
+            return self
+                .replay_or_reuse(presented.generation, found, now, ctx)
+                .await;
+        }
+        // The audit row commits with the compare-and-swap: one transaction.
+        let audit = AuditRecord::new(AuditEvent::Refreshed, now)
+            .user(&user.id)
+            .session(&session.id)
+            .ip(&ctx.ip);
+        match self
+            .store
+            .advance_generation(&session.id, presented.generation, now, &audit)
+            .await?
+        {
+            Advance::Advanced(advanced) => {
+                self.log_audit(&audit);
+                self.issue(&advanced, &user, now)
+            }
+            Advance::Lost => {
+                // Another request won the race: decide on what it left.
+                let again = self
+                    .store
+                    .session_with_user(&session.id)
+                    .await?
+                    .ok_or(INVALID)?;
+                self.check_live(&again, now).map_err(|_| INVALID)?;
+                self.replay_or_reuse(presented.generation, again, now, ctx)
+                    .await
+            }
+        }
+    }
+
+    /// A token older than the session's current one: the same successor
+    /// inside the grace window, else reuse.
+    async fn replay_or_reuse(
+        &self,
+        presented: u64,
+        found: SessionWithUser,
+        now: OffsetDateTime,
+        ctx: &RequestContext,
+    ) -> Result<Issued, ServiceError> {
+        let SessionWithUser { session, user } = found;
+        if presented >= session.generation {
+            // A genuine MAC for a generation the session never reached: a
+            // restored backup. Refuse, but it is no evidence of theft.
+            return Err(INVALID);
+        }
+        let grace = self.policy.refresh_reuse_grace;
+        let previous = presented + 1 == session.generation;
+        let in_grace =
+            previous && !grace.is_zero() && session.rotated_at.is_some_and(|at| now - at <= grace);
+        if in_grace {
+            self.audit(
+                AuditRecord::new(AuditEvent::RefreshRetried, now)
+                    .user(&user.id)
+                    .session(&session.id)
+                    .ip(&ctx.ip),
+            )
+            .await;
+            return self.issue(&session, &user, now);
+        }
+        let (event, case) = if previous {
+            (AuditEvent::ReuseLateRetry, "late_retry")
+        } else {
+            (AuditEvent::ReuseStaleCopy, "stale_copy")
+        };
+        self.store
+            .revoke_sessions(RevokeScope::One(&session.id), now, &format!("reuse_{case}"))
+            .await?;
+        tracing::warn!(session_id = %session.id, case, "refresh token reuse: session revoked");
+        self.audit(
+            AuditRecord::new(event, now)
+                .user(&user.id)
+                .session(&session.id)
+                .ip(&ctx.ip)
+                .detail(format!(
+                    "presented generation {presented}, current {}",
+                    session.generation
+                )),
+        )
+        .await;
+        Err(ServiceError::InvalidToken(
+            "refresh token reuse: the session is revoked",
+        ))
+    }
+
+    /// The claims of every access token latchkey signs: of a session
+    /// (`sid`), or of a client itself (`client_credentials`, no `sid`).
+    pub(super) fn access_claims(
+        &self,
+        sub: &str,
+        sid: Option<&str>,
+        client_id: &str,
+        scope: &str,
+        now: OffsetDateTime,
+    ) -> AccessClaims {
+        let iat = now.unix_timestamp();
+        AccessClaims {
+            iss: self.policy.issuer.clone(),
+            sub: sub.to_owned(),
+            aud: self.policy.audience.clone(),
+            exp: iat + self.policy.access_ttl.as_secs() as i64,
+            iat,
+            nbf: iat,
+            jti: uuid::Uuid::new_v4().to_string(),
+            sid: sid.map(str::to_owned),
+            client_id: client_id.to_owned(),
+            scope: scope.to_owned(),
+        }
+    }
+
+    /// Signs claims with the key that signs now.
+    pub(super) fn sign(
+        &self,
+        claims: &AccessClaims,
+        now: OffsetDateTime,
+    ) -> Result<String, ServiceError> {
+        let ring = self.ring();
+        let key = ring
+            .signing_key(now)
+            .ok_or_else(|| ServiceError::Internal("no signing key".into()))?;
+        tokens::sign(claims, key)
+    }
+
+    /// A pair for the session at its current generation.
+    pub(super) fn issue(
+        &self,
+        session: &SessionRecord,
+        user: &UserRecord,
+        now: OffsetDateTime,
+    ) -> Result<Issued, ServiceError> {
+        let claims = self.access_claims(
+            &user.id,
+            Some(&session.id),
+            &session.client_id,
+            &session.scope,
+            now,
+        );
+        let access_token = self.sign(&claims, now)?;
+        let refresh_token = refresh::mint(
+            &self.refresh_secret,
+            &session.id,
+            &session.salt,
+            session.generation,
+        );
+        let expires_at = self.session_expires_at(session);
+        let refresh_lifetime = round_up_secs((expires_at - now).unsigned_abs());
+        Ok(Issued {
+            access_token,
+            expires_in: self.policy.access_ttl,
+            refresh_token,
+            refresh_lifetime,
+            session: SessionView::of(session, expires_at),
+            user: UserView::from(user),
+        })
+    }
+}
