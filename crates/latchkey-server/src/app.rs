@@ -300,7 +300,8 @@ async fn warn_of_exposed_secrets(
             tracing::warn!(
                 kids = %exposed.join(","),
                 "signing keys made before master_key was set are stored unencrypted: \
-                 run `latchkey key rotate`, then `key retire` them"
+                 run `latchkey key rotate`; the new key is encrypted, and the old ones \
+                 retire when it signs and are deleted once no token needs them"
             );
         }
     }

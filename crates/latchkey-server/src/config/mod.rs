@@ -184,7 +184,7 @@ pub const SETTINGS: &[Setting] = &[
         c.policy.login_max_failures = whole(v, 1, u32::MAX)?
     }),
     setting!("login_window", |c, v| {
-        c.policy.login_window = duration(v, Duration::ZERO, MAX_DURATION)?
+        c.policy.login_window = duration(v, SECOND, MAX_DURATION)?
     }),
     setting!("trusted_proxies", |c, v| {
         c.trusted_proxies = list(v).map(parse_net).collect::<Result<Vec<_>, _>>()?

@@ -135,7 +135,7 @@ proptest! {
             within(1, TEN_YEARS),
             within(1, TEN_YEARS),
             within(0, 60),
-            within(0, TEN_YEARS),
+            within(1, TEN_YEARS),
             within(0, TEN_YEARS),
             within(0, TEN_YEARS),
         )
