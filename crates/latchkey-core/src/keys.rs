@@ -239,7 +239,7 @@ pub struct LoadedKey {
     pub jwt_algorithm: Algorithm,
 }
 
-/// Every key in the store, parsed once, with the rules of API.md section 5
+/// Every key in the store, parsed once, with the rules of docs/reference.md §8
 /// evaluated at any instant.
 #[derive(Default)]
 pub struct KeyRing {

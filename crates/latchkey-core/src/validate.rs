@@ -1,5 +1,5 @@
 //! Parse, don't validate: the only ways to get a `Username` or a password are
-//! the constructors here, which enforce API.md section 3.
+//! the constructors here, which enforce docs/reference.md §3.
 
 use std::fmt;
 

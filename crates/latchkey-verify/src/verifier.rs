@@ -15,7 +15,7 @@ use crate::https;
 use crate::jwk::{self, Keys, VerifyingKey};
 use crate::token;
 
-/// The longest leeway allowed for `exp` and `nbf` (API.md §5).
+/// The longest leeway allowed for `exp` and `nbf` (docs/reference.md §8).
 pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
 /// The default leeway for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = MAX_LEEWAY;

@@ -75,7 +75,7 @@ const expected = (overrides = {}) => ({
   audience: env.audience,
   typ: 'at+jwt',
   algorithms: [ALG],
-  // RFC 9068 §2.2, and latchkey's scope (API.md §5).
+  // RFC 9068 §2.2, and latchkey's scope (docs/reference.md §8).
   requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope'],
   ...overrides,
 });

@@ -157,7 +157,7 @@ def password_refresh_revoke(method):
     client_auth_sent(s, method)
     equal(introspect(second["refresh_token"])["active"], False, "a revoked refresh token is inactive")
     equal(introspect(second["access_token"])["active"], False,
-          "the access token of a revoked session is inactive (API.md §4: at once)")
+          "the access token of a revoked session is inactive (docs/reference.md §7: at once)")
     oauth_error(s, "invalid_grant", 400,
                 lambda: s.refresh_token(TOKEN, refresh_token=second["refresh_token"]),
                 "refresh with a revoked token")

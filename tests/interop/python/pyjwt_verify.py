@@ -20,7 +20,7 @@ S = settings()
 META = discover(S["url"])
 JWKS = None
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
-# RFC 9068 §2.2 and API.md §5.
+# RFC 9068 §2.2 and docs/reference.md §8.
 REQUIRED = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope"]
 
 

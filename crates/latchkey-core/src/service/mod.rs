@@ -1,4 +1,4 @@
-//! The session service: every rule of API.md sections 1, 3 and 5 that is
+//! The session service: every rule of docs/reference.md §3 to §8 that is
 //! not about HTTP. The HTTP layer and the CLI are two doors into it.
 //!
 //! One file per concern: [`keys`] (signing keys), [`users`] (accounts and

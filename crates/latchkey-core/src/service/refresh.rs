@@ -1,4 +1,4 @@
-//! Rotation, the grace window and reuse detection (API.md section 1), and
+//! Rotation, the grace window and reuse detection (docs/reference.md §5), and
 //! the issuing of a pair.
 
 use latchkey_proto::AccessClaims;

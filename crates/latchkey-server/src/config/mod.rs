@@ -122,7 +122,7 @@ pub struct Setting {
     set: fn(&mut Config, &str) -> Result<(), String>,
 }
 
-/// No lifetime or interval may be longer (API.md section 8): time
+/// No lifetime or interval may be longer (docs/reference.md §10): time
 /// arithmetic on any accepted setting stays far from overflowing.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
@@ -144,7 +144,7 @@ macro_rules! setting {
     };
 }
 
-/// Every setting of API.md section 2, plus latchkey's own (in the README).
+/// Every setting (docs/operations.md lists them with their defaults and bounds).
 pub const SETTINGS: &[Setting] = &[
     setting!("listen", |c, v| c.listen = v.parse().map_err(|_| {
         "must be HOST:PORT with an IP address, e.g. 127.0.0.1:8080".to_owned()

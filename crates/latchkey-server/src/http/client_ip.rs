@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-/// API.md section 2, `trusted_proxies`: the forwarded-for headers, read in
+/// `trusted_proxies` (docs/reference.md §6): the forwarded-for headers, read in
 /// order as one list; its right-most address not in the trusted list is the
 /// client, or its left-most when all are trusted. Anything unreadable ends
 /// the walk at the last trusted hop, which is then the client as far as we

@@ -1,4 +1,4 @@
-//! The two cookies of API.md section 3: built, read and cleared here only.
+//! The two cookies of docs/reference.md §4.3: built, read and cleared here only.
 
 use std::time::Duration;
 

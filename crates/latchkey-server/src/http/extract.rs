@@ -13,7 +13,7 @@ use super::listener::Peer;
 use super::{client_ip, cookies, AppState};
 use crate::config::origin_of;
 
-/// `axum::Json`, with its rejections mapped to API.md section 6.
+/// `axum::Json`, with its rejections mapped to docs/reference.md §9.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -145,7 +145,7 @@ where
 }
 
 /// A caller allowed to manage the account: sessions, logout everywhere, the
-/// password (API.md section 8).
+/// password (docs/reference.md §4.7).
 pub struct AccountAuth(pub Authenticated);
 
 impl<S: Send + Sync> FromRequestParts<S> for AccountAuth

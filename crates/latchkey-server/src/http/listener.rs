@@ -1,5 +1,5 @@
 //! The listening socket, and what one connection may cost before it sends
-//! anything worth serving (API.md section 8): at most `max_connections` at
+//! anything worth serving (docs/reference.md §10): at most `max_connections` at
 //! once (the rest wait in the kernel's backlog); a whole request head within
 //! `header_read` of the connection, or of the first byte of a later request;
 //! an idle keep-alive connection closed after `keep_alive`; a response

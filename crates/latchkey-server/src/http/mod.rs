@@ -33,7 +33,7 @@ use self::cookies::CookieSettings;
 use self::error::ApiError;
 use crate::metrics::{Metrics, RequestLabels};
 
-/// Largest request body accepted (API.md section 6).
+/// Largest request body accepted (docs/reference.md §9).
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// What the HTTP layer needs beside the service.

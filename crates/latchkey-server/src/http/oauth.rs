@@ -65,7 +65,7 @@ pub struct IntrospectionRequest {
     client_secret: Option<String>,
 }
 
-/// Most parameters a form may carry (API.md section 8).
+/// Most parameters a form may carry (docs/reference.md §10).
 pub const MAX_FORM_PARAMS: usize = 100;
 
 /// A form body whose parameters each appear at most once (RFC 6749 §3.2),

@@ -43,7 +43,7 @@ impl Modify for SecuritySchemes {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "latchkey", description = "Log in once, stay logged in safely: the HTTP contract of API.md."),
+    info(title = "latchkey", description = "Log in once, stay logged in safely. What this document cannot say (cookies, CSRF, rotation, errors, limits) is in docs/reference.md."),
     paths(
         http::auth::register,
         http::auth::login,

@@ -407,7 +407,7 @@ fn a_bad_setting_stops_with_one_line_naming_it() {
         err.contains("issuer"),
         "a wildcard address needs an issuer: {err}"
     );
-    // Bounded settings (API.md section 8): refused at start-up, one line.
+    // Bounded settings (docs/reference.md §10): refused at start-up, one line.
     let dir = tempfile::tempdir().unwrap();
     for (flag, value, setting) in [
         ("--refresh-reuse-grace", "61s", "refresh_reuse_grace"),

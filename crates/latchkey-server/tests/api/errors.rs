@@ -1,4 +1,4 @@
-//! API.md section 6: every malformed input gets its 4xx and the error body;
+//! docs/reference.md §9: every malformed input gets its 4xx and the error body;
 //! none gets a 500, and nothing stored is harmed.
 
 use reqwest::{Method, StatusCode};

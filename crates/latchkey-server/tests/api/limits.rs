@@ -1,4 +1,4 @@
-//! API.md section 8: what no request, or stream of requests, can do.
+//! docs/reference.md §10, Limits: what no request, or stream of requests, can do.
 
 use std::time::{Duration, Instant};
 

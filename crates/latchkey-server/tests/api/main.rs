@@ -1,4 +1,4 @@
-//! The HTTP contract of API.md, spoken to a real server on a free port.
+//! The HTTP contract of docs/reference.md, spoken to a real server on a free port.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod account;

@@ -1,4 +1,4 @@
-//! Bounded settings (API.md section 8): whatever a configuration says, if
+//! Bounded settings (docs/reference.md §10): whatever a configuration says, if
 //! start-up accepts it, no time arithmetic it leads to can panic later.
 
 use std::sync::Arc;
