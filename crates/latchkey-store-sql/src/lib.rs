@@ -16,7 +16,9 @@
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::clock::{from_unix_millis, unix_millis};
 use latchkey_core::keys::KeyRecord;
-use latchkey_core::store::{ClientRecord, LoginAttempt, SessionRecord, UserRecord};
+use latchkey_core::store::{
+    ClientRecord, LoginAttempt, SessionRecord, SessionWithUser, UserRecord,
+};
 use time::OffsetDateTime;
 
 /// An instant as the stores keep it: milliseconds since the Unix epoch.
@@ -133,6 +135,15 @@ pub fn session_of<S, C: Columns<S>>(row: &C) -> Result<SessionRecord, C::Error> 
         revoked_reason: row.opt_text("revoked_reason")?,
         user_agent: row.opt_text("user_agent")?,
         ip: row.text("ip")?,
+    })
+}
+
+/// A session and its user, from one joined row of [`session_cols!`] and
+/// [`user_cols!`].
+pub fn session_with_user_of<S, C: Columns<S>>(row: &C) -> Result<SessionWithUser, C::Error> {
+    Ok(SessionWithUser {
+        session: session_of(row)?,
+        user: user_of(row)?,
     })
 }
 
