@@ -1,0 +1,64 @@
+//! OAuth clients.
+
+use latchkey_core::store::{ClientRecord, StoreResult};
+use latchkey_store_sql::{client_of, ms};
+
+use crate::PostgresStore;
+
+pub(crate) async fn insert(store: &PostgresStore, c: &ClientRecord) -> StoreResult<()> {
+    store
+        .bounded(async {
+            sqlx::query(
+                "INSERT INTO clients (id, secret_hash, scope, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&c.id)
+            .bind(&c.secret_hash)
+            .bind(&c.scope)
+            .bind(ms(c.created_at))
+            .execute(&store.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+}
+
+pub(crate) async fn get(store: &PostgresStore, id: &str) -> StoreResult<Option<ClientRecord>> {
+    store
+        .bounded(async {
+            sqlx::query("SELECT id, secret_hash, scope, created_at FROM clients WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&store.pool)
+                .await?
+                .as_ref()
+                .map(client_of)
+                .transpose()
+        })
+        .await
+}
+
+pub(crate) async fn list(store: &PostgresStore) -> StoreResult<Vec<ClientRecord>> {
+    store
+        .bounded(async {
+            sqlx::query(
+                "SELECT id, secret_hash, scope, created_at FROM clients ORDER BY id COLLATE \"C\"",
+            )
+            .fetch_all(&store.pool)
+            .await?
+            .iter()
+            .map(client_of)
+            .collect()
+        })
+        .await
+}
+
+pub(crate) async fn remove(store: &PostgresStore, id: &str) -> StoreResult<bool> {
+    store
+        .bounded(async {
+            let done = sqlx::query("DELETE FROM clients WHERE id = $1")
+                .bind(id)
+                .execute(&store.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+}
