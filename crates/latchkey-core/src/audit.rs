@@ -2,6 +2,8 @@
 
 use time::OffsetDateTime;
 
+use crate::ids::{SessionId, UserId};
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditEvent {
@@ -79,13 +81,13 @@ impl AuditRecord {
         }
     }
 
-    pub fn user(mut self, id: &str) -> Self {
-        self.user_id = Some(id.to_owned());
+    pub fn user(mut self, id: &UserId) -> Self {
+        self.user_id = Some(id.to_string());
         self
     }
 
-    pub fn session(mut self, id: &str) -> Self {
-        self.session_id = Some(id.to_owned());
+    pub fn session(mut self, id: &SessionId) -> Self {
+        self.session_id = Some(id.to_string());
         self
     }
 

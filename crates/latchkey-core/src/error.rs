@@ -74,9 +74,9 @@ impl ServiceError {
 }
 
 /// A store's failure as the service reports it: a conflict stays one; data
-/// this version cannot read is an internal error (500, logged at error
-/// level for an operator), never a "try again"; anything else is the store
-/// being unavailable (503).
+/// this version cannot read, or files not safe to use, are internal errors
+/// (500, logged at error level for an operator), never a "try again";
+/// anything else is the store being unavailable (503).
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -84,6 +84,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Corrupt(what) => {
                 Self::Internal(format!("corrupt data in the store: {what}"))
             }
+            StoreError::Unsafe(what) => Self::Internal(what),
             other => Self::Unavailable(other),
         }
     }

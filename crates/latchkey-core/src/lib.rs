@@ -8,6 +8,7 @@ pub mod audit;
 pub mod clock;
 pub mod crypto;
 pub mod error;
+pub mod ids;
 pub mod keys;
 pub mod password;
 pub mod policy;
@@ -19,5 +20,6 @@ pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;
+pub use ids::{SessionId, UserId};
 pub use policy::Policy;
 pub use service::Service;

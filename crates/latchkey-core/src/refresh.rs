@@ -5,6 +5,7 @@
 //! the token of any generation can be re-derived (that is how the grace
 //! window answers the *same* successor twice).
 
+use crate::ids::SessionId;
 use base64::Engine;
 
 use crate::crypto::{RefreshSecret, B64};
@@ -17,7 +18,7 @@ const MAX_SID_LEN: usize = 64;
 /// checked against the session's salt by [`RefreshSecret`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedRefreshToken {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub generation: u64,
     pub mac: [u8; MAC_LEN],
 }
@@ -46,7 +47,7 @@ impl ParsedRefreshToken {
         let generation = generation.parse().ok()?;
         let mac: [u8; MAC_LEN] = B64.decode(mac).ok()?.try_into().ok()?;
         Some(Self {
-            session_id: sid.to_owned(),
+            session_id: SessionId::from(sid),
             generation,
             mac,
         })
@@ -55,16 +56,25 @@ impl ParsedRefreshToken {
     /// Whether the MAC is the one the server would make for this session.
     pub fn is_genuine(&self, secret: &RefreshSecret, salt: &[u8]) -> bool {
         secret.verify(
-            &mac_input(&self.session_id, salt, &self.generation.to_be_bytes()),
+            &mac_input(
+                self.session_id.as_str(),
+                salt,
+                &self.generation.to_be_bytes(),
+            ),
             &self.mac,
         )
     }
 }
 
 /// The refresh token of one generation of a session.
-pub fn mint(secret: &RefreshSecret, session_id: &str, salt: &[u8], generation: u64) -> String {
+pub fn mint(
+    secret: &RefreshSecret,
+    session_id: &SessionId,
+    salt: &[u8],
+    generation: u64,
+) -> String {
     let gen_bytes = generation.to_be_bytes();
-    let tag = secret.sign(&mac_input(session_id, salt, &gen_bytes));
+    let tag = secret.sign(&mac_input(session_id.as_str(), salt, &gen_bytes));
     format!(
         "{VERSION}.{session_id}.{generation}.{}",
         B64.encode(tag.as_ref())
@@ -86,7 +96,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_parse_and_verify_only_with_their_salt() {
-        let t = mint(&secret(), "3f0c-aa", b"salt-1", 7);
+        let t = mint(&secret(), &"3f0c-aa".into(), b"salt-1", 7);
         let p = ParsedRefreshToken::parse(&t).unwrap();
         assert_eq!((p.session_id.as_str(), p.generation), ("3f0c-aa", 7));
         assert!(p.is_genuine(&secret(), b"salt-1"));
@@ -96,7 +106,7 @@ mod tests {
 
     #[test]
     fn a_forged_generation_fails_the_mac() {
-        let t = mint(&secret(), "sid", b"salt", 1);
+        let t = mint(&secret(), &"sid".into(), b"salt", 1);
         let forged = t.replacen(".1.", ".2.", 1);
         let p = ParsedRefreshToken::parse(&forged).unwrap();
         assert!(!p.is_genuine(&secret(), b"salt"));
@@ -129,9 +139,9 @@ mod tests {
         #[test]
         fn minted_tokens_round_trip(sid in "[a-zA-Z0-9-]{1,64}", generation in any::<u64>(),
                                     salt in proptest::collection::vec(any::<u8>(), 0..40)) {
-            let t = mint(&secret(), &sid, &salt, generation);
+            let t = mint(&secret(), &SessionId::from(sid.as_str()), &salt, generation);
             let p = ParsedRefreshToken::parse(&t).unwrap();
-            prop_assert_eq!(&p.session_id, &sid);
+            prop_assert_eq!(p.session_id.as_str(), sid.as_str());
             prop_assert_eq!(p.generation, generation);
             prop_assert!(p.is_genuine(&secret(), &salt));
         }

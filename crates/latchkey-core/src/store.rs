@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
+use crate::ids::{SessionId, UserId};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,13 +21,16 @@ pub enum StoreError {
     /// Data in the store is not what this version understands.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The store's files are not safe to use (a secret others can read).
+    #[error("{0}")]
+    Unsafe(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
-    pub id: String,
+    pub id: UserId,
     /// As entered, trimmed.
     pub username: String,
     /// NFC + lower case: the unique key.
@@ -41,8 +45,8 @@ pub struct UserRecord {
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionRecord {
-    pub id: String,
-    pub user_id: String,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub client_id: String,
     pub scope: String,
     /// Random per session, part of every refresh token's MAC.
@@ -212,10 +216,10 @@ pub struct SessionsPruned {
 /// Which sessions to revoke, all in one statement.
 #[derive(Debug, Clone, Copy)]
 pub enum RevokeScope<'a> {
-    One(&'a str),
+    One(&'a SessionId),
     User {
-        user_id: &'a str,
-        except: Option<&'a str>,
+        user_id: &'a UserId,
+        except: Option<&'a SessionId>,
     },
 }
 
@@ -229,13 +233,13 @@ pub trait Store: Send + Sync + 'static {
     // Users.
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<UserRecord>>;
-    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<UserRecord>>;
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
     /// A password change: replaces the hash, moves `password_version` on
     /// and revokes `revoke` (reason, at `now`) in the same transaction.
     async fn set_password_hash(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         hash: &str,
         revoke: RevokeScope<'_>,
         now: OffsetDateTime,
@@ -243,12 +247,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The same password under new hashing parameters: replaces the hash
     /// only while `password_version` is still `version`. Answers whether it did.
-    async fn rehash_password(&self, user_id: &str, version: u64, hash: &str) -> StoreResult<bool>;
+    async fn rehash_password(
+        &self,
+        user_id: &UserId,
+        version: u64,
+        hash: &str,
+    ) -> StoreResult<bool>;
     /// Disables (revoking every session, atomically) or enables a user.
     /// Answers false when there is no such user.
     async fn set_user_disabled(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         disabled_at: Option<OffsetDateTime>,
     ) -> StoreResult<bool>;
 
@@ -261,14 +270,14 @@ pub trait Store: Send + Sync + 'static {
         session: &SessionRecord,
         password_version: u64,
     ) -> StoreResult<bool>;
-    async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
-    async fn session_with_user(&self, id: &str) -> StoreResult<Option<SessionWithUser>>;
+    async fn session(&self, id: &SessionId) -> StoreResult<Option<SessionRecord>>;
+    async fn session_with_user(&self, id: &SessionId) -> StoreResult<Option<SessionWithUser>>;
     /// The refresh compare-and-swap: moves a live session from generation
     /// `from` to `from + 1`, stamping `rotated_at` and `last_used_at` with
     /// `now`, and appends `audit` in the same transaction when it wins.
     async fn advance_generation(
         &self,
-        id: &str,
+        id: &SessionId,
         from: u64,
         now: OffsetDateTime,
         audit: &AuditRecord,
@@ -284,7 +293,7 @@ pub trait Store: Send + Sync + 'static {
     /// `absolute_expires_at > now`, and used since `idle_since`; oldest first.
     async fn live_sessions(
         &self,
-        user_id: Option<&str>,
+        user_id: Option<&UserId>,
         now: OffsetDateTime,
         idle_since: OffsetDateTime,
     ) -> StoreResult<Vec<SessionRecord>>;
@@ -312,9 +321,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes keys by kid (those no live token can need any more).
     async fn delete_keys(&self, kids: &[String]) -> StoreResult<u64>;
 
-    // Server secrets (kept in the store by engines shared between nodes).
-    /// Stores `candidate` under `name` unless a value is there; answers the stored one.
-    async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+    // Server secrets.
+    /// The refresh-token MAC secret for when no master key is set: 32
+    /// random bytes, made on first use and kept where this engine keeps
+    /// secrets; every call, on every node, answers the same.
+    async fn refresh_secret(&self) -> StoreResult<Vec<u8>>;
 
     // Login rate limit.
     /// Counts an attempt before its password is checked, atomically: under

@@ -2,12 +2,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use latchkey_core::crypto::{random_bytes, RefreshSecret};
+use latchkey_core::crypto::RefreshSecret;
 use latchkey_core::policy::KEY_PICKUP_INTERVAL;
 use latchkey_core::store::Store;
 use latchkey_core::{Clock, Service};
@@ -59,32 +58,15 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// The refresh-token MAC secret: derived from `master_key` when set (so the
-/// database alone mints nothing); else a key file beside the SQLite file;
-/// else (no file: an in-memory database) in the store.
+/// database alone mints nothing); else the store's own, kept where its
+/// engine keeps secrets.
 pub async fn refresh_secret(config: &Config, store: &dyn Store) -> anyhow::Result<RefreshSecret> {
     if let Some(master) = &config.master_key {
         return Ok(RefreshSecret::new(
             master.derive("refresh-token-mac")?.as_ref(),
         ));
     }
-    let sqlite_file = if config.is_postgres() {
-        None
-    } else {
-        latchkey_store_sqlite::database_path(&config.database_url)?
-    };
-    match sqlite_file {
-        Some(db) => {
-            let path = PathBuf::from(format!("{db}.secret"));
-            Ok(RefreshSecret::new(&key_file(&path)?))
-        }
-        None => {
-            tracing::warn!("no master_key: the refresh-token secret is kept in the store itself");
-            let secret = store
-                .secret_or_insert("refresh_mac", &random_bytes::<32>()?)
-                .await?;
-            Ok(RefreshSecret::new(&secret))
-        }
-    }
+    Ok(RefreshSecret::new(&store.refresh_secret().await?))
 }
 
 /// Whether a file's mode lets its group or others in.
@@ -93,40 +75,6 @@ fn shared_with_others(path: &std::path::Path) -> anyhow::Result<bool> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(meta.permissions().mode() & 0o077 != 0)
-}
-
-/// Reads the 32-byte secret, creating it (mode 0600) on first use; one that
-/// others may read is refused, since it mints refresh tokens.
-fn key_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::read(path) {
-        Ok(_) if shared_with_others(path)? => anyhow::bail!(
-            "{} is readable by others: it must be the owner's only (chmod 600 {})",
-            path.display(),
-            path.display()
-        ),
-        Ok(bytes) if bytes.len() == 32 => return Ok(bytes),
-        Ok(_) => anyhow::bail!("{} is not a 32-byte secret", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-    let secret = random_bytes::<32>()?;
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path);
-    match created {
-        Ok(mut file) => {
-            file.write_all(&secret)?;
-            file.sync_all()?;
-            Ok(secret.to_vec())
-        }
-        // Another process made it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(path),
-        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
-    }
 }
 
 /// Builds the service for an issuer (the CLI uses it without serving).

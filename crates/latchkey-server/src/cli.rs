@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::{Arg, ArgMatches, Args, Command, FromArgMatches, Parser, Subcommand};
 use latchkey_core::clock::rfc3339;
 use latchkey_core::service::{KeyView, SessionView, UserView};
+use latchkey_core::SessionId;
 use latchkey_core::{Service, SystemClock};
 use serde_json::json;
 
@@ -290,11 +291,11 @@ async fn session(service: &Service, cmd: SessionCommand) -> anyhow::Result<()> {
                 Some(name) => Some(service.user_by_name(&name).await?.id),
                 None => None,
             };
-            for s in service.live_sessions(user_id.as_deref()).await? {
+            for s in service.live_sessions(user_id.as_ref()).await? {
                 print(&session_json(&s));
             }
         }
-        SessionCommand::Revoke { sid } => service.revoke_session(&sid).await?,
+        SessionCommand::Revoke { sid } => service.revoke_session(&SessionId::from(sid)).await?,
         SessionCommand::RevokeAll { username } => {
             let n = service.revoke_user_sessions(&username).await?;
             print(&json!({ "revoked": n }));

@@ -2,7 +2,7 @@
 //! beside them.
 
 use latchkey_core::keys::KeyRecord;
-use latchkey_core::store::StoreResult;
+use latchkey_core::store::{StoreError, StoreResult};
 use latchkey_store_sql::{key_cols, key_of, ms, opt_ms};
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -96,11 +96,13 @@ pub(crate) async fn delete(store: &PostgresStore, kids: &[String]) -> StoreResul
         .await
 }
 
-pub(crate) async fn secret_or_insert(
-    store: &PostgresStore,
-    name: &str,
-    candidate: &[u8],
-) -> StoreResult<Vec<u8>> {
+/// In the database itself, so that every node shares it without a file to
+/// copy: a copy of the database then carries it too, hence the warning.
+pub(crate) async fn refresh_secret(store: &PostgresStore) -> StoreResult<Vec<u8>> {
+    tracing::warn!("no master_key: the refresh-token secret is kept in the store itself");
+    let candidate = latchkey_core::crypto::random_bytes::<32>()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let name = "refresh_mac";
     // The no-op update locks and returns the row that won. (`DO NOTHING`
     // and a `SELECT` in the same statement could miss a racer's row: the
     // statement's snapshot predates its commit.)
@@ -111,7 +113,7 @@ pub(crate) async fn secret_or_insert(
                  ON CONFLICT (name) DO UPDATE SET value = t.value RETURNING value",
             )
             .bind(name)
-            .bind(candidate)
+            .bind(candidate.as_slice())
             .fetch_one(&store.pool)
             .await?
             .try_get("value")

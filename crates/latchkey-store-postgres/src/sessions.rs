@@ -5,6 +5,7 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::store::{
     Advance, DeadSessions, RevokeScope, SessionRecord, SessionWithUser, SessionsPruned, StoreResult,
 };
+use latchkey_core::SessionId;
 use latchkey_store_sql::{ms, opt_ms, session_cols, session_of, session_with_user_of, user_cols};
 use sqlx::{PgExecutor, Row};
 use time::OffsetDateTime;
@@ -27,7 +28,7 @@ pub(crate) async fn revoke_in<'e>(
             )
             .bind(now)
             .bind(reason)
-            .bind(id)
+            .bind(id.as_str())
             .execute(ex)
             .await?
         }
@@ -38,8 +39,8 @@ pub(crate) async fn revoke_in<'e>(
             )
             .bind(now)
             .bind(reason)
-            .bind(user_id)
-            .bind(except)
+            .bind(user_id.as_str())
+            .bind(except.map(SessionId::as_str))
             .execute(ex)
             .await?
         }
@@ -66,8 +67,8 @@ pub(crate) async fn create(
                  FROM (SELECT 1 FROM users WHERE id = $2 AND password_version = $15 \
                        AND disabled_at IS NULL FOR SHARE) AS current_user_row",
             )
-            .bind(&s.id)
-            .bind(&s.user_id)
+            .bind(s.id.as_str())
+            .bind(s.user_id.as_str())
             .bind(&s.client_id)
             .bind(&s.scope)
             .bind(&s.salt)

@@ -1,6 +1,7 @@
 //! Users: accounts, their password hashes and whether they are disabled.
 
 use latchkey_core::store::{RevokeScope, StoreResult, UserRecord};
+use latchkey_core::UserId;
 use latchkey_store_sql::{ms, opt_ms, user_cols, user_of};
 use time::OffsetDateTime;
 
@@ -16,7 +17,7 @@ pub(crate) async fn create(store: &PostgresStore, u: &UserRecord) -> StoreResult
                 "INSERT INTO users (id, username, username_key, password_hash, \
                  password_version, created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(&u.id)
+            .bind(u.id.as_str())
             .bind(&u.username)
             .bind(&u.username_key)
             .bind(&u.password_hash)
@@ -138,7 +139,7 @@ pub(crate) async fn rehash_password(
 /// Disabling revokes every session of the user in the same transaction.
 pub(crate) async fn set_disabled(
     store: &PostgresStore,
-    user_id: &str,
+    user_id: &UserId,
     disabled_at: Option<OffsetDateTime>,
 ) -> StoreResult<bool> {
     store
@@ -146,7 +147,7 @@ pub(crate) async fn set_disabled(
             let mut tx = store.pool.begin().await?;
             let found = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
                 .bind(opt_ms(disabled_at))
-                .bind(user_id)
+                .bind(user_id.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use latchkey_core::audit::{AuditEvent, AuditRecord};
 use latchkey_core::clock::from_unix_millis;
 use latchkey_core::store::{Advance, SessionRecord, Store, StoreError, UserRecord};
+use latchkey_core::{SessionId, UserId};
 use latchkey_store_postgres::{PostgresSettings, PostgresStore};
 use sqlx::{Connection, PgConnection};
 
@@ -37,7 +38,7 @@ fn assert_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, StoreErr
 
 async fn user_and_session(store: &dyn Store) -> SessionRecord {
     let user = UserRecord {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: UserId::random(),
         username: "alice".into(),
         username_key: "alice".into(),
         password_hash: "$argon2id$x".into(),
@@ -47,7 +48,7 @@ async fn user_and_session(store: &dyn Store) -> SessionRecord {
     };
     store.create_user(&user).await.unwrap();
     let session = SessionRecord {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: SessionId::random(),
         user_id: user.id,
         client_id: "latchkey-web".into(),
         scope: "openid".into(),
@@ -89,10 +90,11 @@ async fn nothing_listening_is_unavailable_quickly() {
     let store = Arc::new(PostgresStore::connect_lazy(url, &settings).unwrap());
     let record = refreshed(1);
     let started = Instant::now();
+    let sid = SessionId::from("s");
     let (ping, session, advance, audit) = tokio::join!(
         store.ping(),
-        store.session("s"),
-        store.advance_generation("s", 0, at(1), &record),
+        store.session(&sid),
+        store.advance_generation(&sid, 0, at(1), &record),
         store.append_audit(&record),
     );
     let took = started.elapsed();
@@ -119,7 +121,7 @@ async fn statement_timeout_bounds_a_lock_wait() {
     let mut holder = PgConnection::connect(&db.url).await.unwrap();
     let mut tx = holder.begin().await.unwrap();
     sqlx::query("SELECT id FROM sessions WHERE id = $1 FOR UPDATE")
-        .bind(&session.id)
+        .bind(session.id.as_str())
         .fetch_one(&mut *tx)
         .await
         .unwrap();

@@ -19,6 +19,7 @@ use latchkey_core::keys::KeyRecord;
 use latchkey_core::store::{
     ClientRecord, LoginAttempt, SessionRecord, SessionWithUser, UserRecord,
 };
+use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
 
 /// An instant as the stores keep it: milliseconds since the Unix epoch.
@@ -108,7 +109,7 @@ macro_rules! key_cols {
 /// A user, from the columns of [`user_cols!`].
 pub fn user_of<S, C: Columns<S>>(row: &C) -> Result<UserRecord, C::Error> {
     Ok(UserRecord {
-        id: row.text("u_id")?,
+        id: UserId::from(row.text("u_id")?),
         username: row.text("username")?,
         username_key: row.text("username_key")?,
         password_hash: row.text("password_hash")?,
@@ -121,8 +122,8 @@ pub fn user_of<S, C: Columns<S>>(row: &C) -> Result<UserRecord, C::Error> {
 /// A session, from the columns of [`session_cols!`] (or a whole `sessions` row).
 pub fn session_of<S, C: Columns<S>>(row: &C) -> Result<SessionRecord, C::Error> {
     Ok(SessionRecord {
-        id: row.text("id")?,
-        user_id: row.text("user_id")?,
+        id: SessionId::from(row.text("id")?),
+        user_id: UserId::from(row.text("user_id")?),
         client_id: row.text("client_id")?,
         scope: row.text("scope")?,
         salt: row.bytes("salt")?,

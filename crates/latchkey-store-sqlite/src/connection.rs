@@ -4,7 +4,7 @@
 //! the migrations, and what engine errors mean. The operations themselves
 //! live in the domain files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +57,9 @@ type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 pub struct SqliteStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     readers: Arc<ReaderPool>,
+    /// `<database>.secret`, where the refresh-token secret lives without a
+    /// master key; `None` for an in-memory database.
+    pub(crate) secret_file: Option<PathBuf>,
 }
 
 struct ReaderPool {
@@ -178,6 +181,11 @@ impl SqliteStore {
             .map_err(store_error)?;
         configure(&writer, settings).map_err(store_error)?;
         let (jobs, queue) = mpsc::channel::<Job>();
+        let secret_file = path.as_ref().map(|p| {
+            let mut name = p.as_os_str().to_owned();
+            name.push(".secret");
+            PathBuf::from(name)
+        });
         let readers = match path {
             Some(path) => {
                 let reader_settings = settings.clone();
@@ -210,6 +218,7 @@ impl SqliteStore {
         Ok(Self {
             jobs: Mutex::new(Some(jobs)),
             readers: Arc::new(readers),
+            secret_file,
         })
     }
 

@@ -84,6 +84,7 @@ pub(crate) async fn delete(store: &SqliteStore, kids: &[String]) -> StoreResult<
         .await
 }
 
+/// A secret kept in the database (an in-memory one has no file beside it).
 /// The insert and the read run in the writer's savepoint: no other write
 /// can come between them.
 pub(crate) async fn secret_or_insert(

@@ -24,6 +24,7 @@ mod connection;
 mod keys;
 mod login_limit;
 mod row;
+mod secrets;
 mod sessions;
 mod users;
 
@@ -34,6 +35,7 @@ use latchkey_core::store::{
     Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, RevokeScope, SessionRecord,
     SessionWithUser, SessionsPruned, Store, StoreResult, UserRecord,
 };
+use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
 
 pub use connection::{database_path, Durability, SqliteSettings, SqliteStore};
@@ -56,8 +58,8 @@ impl Store for SqliteStore {
         users::by_key(self, username_key).await
     }
 
-    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        users::by_id(self, id).await
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
+        users::by_id(self, id.as_str()).await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
@@ -66,25 +68,30 @@ impl Store for SqliteStore {
 
     async fn set_password_hash(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         hash: &str,
         revoke: RevokeScope<'_>,
         now: OffsetDateTime,
         reason: &str,
     ) -> StoreResult<()> {
-        users::set_password_hash(self, user_id, hash, revoke, now, reason).await
+        users::set_password_hash(self, user_id.as_str(), hash, revoke, now, reason).await
     }
 
-    async fn rehash_password(&self, user_id: &str, version: u64, hash: &str) -> StoreResult<bool> {
-        users::rehash_password(self, user_id, version, hash).await
+    async fn rehash_password(
+        &self,
+        user_id: &UserId,
+        version: u64,
+        hash: &str,
+    ) -> StoreResult<bool> {
+        users::rehash_password(self, user_id.as_str(), version, hash).await
     }
 
     async fn set_user_disabled(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         disabled_at: Option<OffsetDateTime>,
     ) -> StoreResult<bool> {
-        users::set_disabled(self, user_id, disabled_at).await
+        users::set_disabled(self, user_id.as_str(), disabled_at).await
     }
 
     async fn create_session(
@@ -95,22 +102,22 @@ impl Store for SqliteStore {
         sessions::create(self, session, password_version).await
     }
 
-    async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        sessions::get(self, id).await
+    async fn session(&self, id: &SessionId) -> StoreResult<Option<SessionRecord>> {
+        sessions::get(self, id.as_str()).await
     }
 
-    async fn session_with_user(&self, id: &str) -> StoreResult<Option<SessionWithUser>> {
-        sessions::with_user(self, id).await
+    async fn session_with_user(&self, id: &SessionId) -> StoreResult<Option<SessionWithUser>> {
+        sessions::with_user(self, id.as_str()).await
     }
 
     async fn advance_generation(
         &self,
-        id: &str,
+        id: &SessionId,
         from: u64,
         now: OffsetDateTime,
         audit: &AuditRecord,
     ) -> StoreResult<Advance> {
-        sessions::advance_generation(self, id, from, now, audit).await
+        sessions::advance_generation(self, id.as_str(), from, now, audit).await
     }
 
     async fn revoke_sessions(
@@ -124,11 +131,11 @@ impl Store for SqliteStore {
 
     async fn live_sessions(
         &self,
-        user_id: Option<&str>,
+        user_id: Option<&UserId>,
         now: OffsetDateTime,
         idle_since: OffsetDateTime,
     ) -> StoreResult<Vec<SessionRecord>> {
-        sessions::live(self, user_id, now, idle_since).await
+        sessions::live(self, user_id.map(UserId::as_str), now, idle_since).await
     }
 
     async fn count_live_sessions(
@@ -161,8 +168,8 @@ impl Store for SqliteStore {
         keys::delete(self, kids).await
     }
 
-    async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
-        keys::secret_or_insert(self, name, candidate).await
+    async fn refresh_secret(&self) -> StoreResult<Vec<u8>> {
+        secrets::refresh_secret(self).await
     }
 
     async fn reserve_login_attempt(&self, limit: LoginLimit<'_>) -> StoreResult<LoginAttempt> {

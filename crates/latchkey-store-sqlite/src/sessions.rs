@@ -5,6 +5,7 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::store::{
     Advance, DeadSessions, RevokeScope, SessionRecord, SessionWithUser, SessionsPruned, StoreResult,
 };
+use latchkey_core::SessionId;
 use latchkey_store_sql::{ms, opt_ms, session_cols, session_of, session_with_user_of, user_cols};
 use rusqlite::{params, Connection, OptionalExtension};
 use time::OffsetDateTime;
@@ -25,10 +26,10 @@ pub(crate) enum Revoke {
 impl From<RevokeScope<'_>> for Revoke {
     fn from(scope: RevokeScope<'_>) -> Self {
         match scope {
-            RevokeScope::One(id) => Self::One(id.to_owned()),
+            RevokeScope::One(id) => Self::One(id.to_string()),
             RevokeScope::User { user_id, except } => Self::User {
-                user_id: user_id.to_owned(),
-                except: except.map(str::to_owned),
+                user_id: user_id.to_string(),
+                except: except.map(SessionId::to_string),
             },
         }
     }
@@ -75,8 +76,8 @@ pub(crate) async fn create(
                  FROM users WHERE id = ?2 AND password_version = ?15 AND disabled_at IS NULL",
             )?
             .execute(params![
-                s.id,
-                s.user_id,
+                s.id.as_str(),
+                s.user_id.as_str(),
                 s.client_id,
                 s.scope,
                 s.salt,

@@ -18,7 +18,7 @@ pub(crate) async fn create(store: &SqliteStore, user: &UserRecord) -> StoreResul
                  created_at, disabled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
-                u.id,
+                u.id.as_str(),
                 u.username,
                 u.username_key,
                 u.password_hash,

@@ -24,6 +24,7 @@ use latchkey_core::store::{
     Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, RevokeScope, SessionRecord,
     SessionWithUser, SessionsPruned, Store, StoreError, UserRecord,
 };
+use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
 use tokio::sync::Barrier;
 
@@ -80,7 +81,7 @@ macro_rules! conformance_suite {
             keys_round_trip,
             delete_keys_by_kid,
             retire_key_retires_purges_and_promotes,
-            secret_or_insert_keeps_the_first,
+            refresh_secret_is_made_once,
             login_attempts_reserved_up_to_the_limit,
             audit_newest_first,
             clients_round_trip,
@@ -91,7 +92,7 @@ macro_rules! conformance_suite {
         // Races need real threads to mean anything.
         $crate::conformance_suite!(@tests $make, tokio::test(flavor = "multi_thread", worker_threads = 4);
             concurrent_advances_have_one_winner,
-            concurrent_secret_or_insert_agrees,
+            concurrent_refresh_secrets_agree,
             concurrent_login_attempts_stop_at_the_limit,
         );
     };
@@ -109,9 +110,17 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+fn new_user_id() -> UserId {
+    UserId::random()
+}
+
+fn new_session_id() -> SessionId {
+    SessionId::random()
+}
+
 fn user(username: &str, created: i64) -> UserRecord {
     UserRecord {
-        id: new_id(),
+        id: new_user_id(),
         username: username.to_owned(),
         username_key: username.to_lowercase(),
         password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${username}"),
@@ -123,12 +132,12 @@ fn user(username: &str, created: i64) -> UserRecord {
 
 /// A live session created at `created`; every optional field is set, and the
 /// salt holds bytes that text columns would mangle.
-fn session(user_id: &str, created: i64) -> SessionRecord {
+fn session(user_id: &UserId, created: i64) -> SessionRecord {
     let mut salt = vec![0x00, 0xff, 0x80, 0x0a];
     salt.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
     SessionRecord {
-        id: new_id(),
-        user_id: user_id.to_owned(),
+        id: new_session_id(),
+        user_id: user_id.clone(),
         client_id: "latchkey-web".to_owned(),
         scope: "openid profile".to_owned(),
         salt,
@@ -150,13 +159,13 @@ async fn add_user(store: &dyn Store, username: &str, created: i64) -> UserRecord
     u
 }
 
-async fn add_session(store: &dyn Store, user_id: &str, created: i64) -> SessionRecord {
+async fn add_session(store: &dyn Store, user_id: &UserId, created: i64) -> SessionRecord {
     let s = session(user_id, created);
     assert!(store.create_session(&s, 0).await.unwrap());
     s
 }
 
-async fn stored(store: &dyn Store, id: &str) -> SessionRecord {
+async fn stored(store: &dyn Store, id: &SessionId) -> SessionRecord {
     store
         .session(id)
         .await
@@ -207,10 +216,16 @@ pub async fn users_round_trip(store: Arc<dyn Store>) {
         assert_eq!(store.user_by_id(&u.id).await.unwrap().as_ref(), Some(u));
     }
     assert_eq!(store.user_by_key("carol").await.unwrap(), None);
-    assert_eq!(store.user_by_id(&new_id()).await.unwrap(), None);
+    assert_eq!(store.user_by_id(&new_user_id()).await.unwrap(), None);
     // A key is not an id, nor the other way round.
-    assert_eq!(store.user_by_id(&alice.username_key).await.unwrap(), None);
-    assert_eq!(store.user_by_key(&alice.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .user_by_id(&UserId::from(alice.username_key.as_str()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.user_by_key(alice.id.as_str()).await.unwrap(), None);
 }
 
 pub async fn users_listed_oldest_first(store: Arc<dyn Store>) {
@@ -218,15 +233,15 @@ pub async fn users_listed_oldest_first(store: Arc<dyn Store>) {
     // Neither insertion order nor id order is age order, so neither can pass for it.
     let (alice, bob, carol) = (user("alice", 10), user("bob", 20), user("carol", 30));
     let alice = UserRecord {
-        id: format!("3-{}", alice.id),
+        id: format!("3-{}", alice.id).into(),
         ..alice
     };
     let bob = UserRecord {
-        id: format!("2-{}", bob.id),
+        id: format!("2-{}", bob.id).into(),
         ..bob
     };
     let carol = UserRecord {
-        id: format!("1-{}", carol.id),
+        id: format!("1-{}", carol.id).into(),
         ..carol
     };
     for u in [&carol, &alice, &bob] {
@@ -330,7 +345,7 @@ pub async fn create_session_needs_the_checked_password(store: Arc<dyn Store>) {
     let disabled = session(&alice.id, 30);
     assert!(!store.create_session(&disabled, 1).await.unwrap());
     assert_eq!(store.session(&disabled.id).await.unwrap(), None);
-    let nobody = session(&new_id(), 30);
+    let nobody = session(&new_user_id(), 30);
     assert!(!store.create_session(&nobody, 0).await.unwrap());
 }
 
@@ -434,7 +449,7 @@ pub async fn set_user_disabled_revokes_every_session(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(live, vec![]);
 
-    let nobody = new_id();
+    let nobody = new_user_id();
     assert!(!store
         .set_user_disabled(&nobody, Some(at(300)))
         .await
@@ -467,7 +482,7 @@ pub async fn sessions_round_trip(store: Arc<dyn Store>) {
     for s in [&full, &bare, &ended] {
         assert_eq!(stored(&*store, &s.id).await, *s);
     }
-    assert_eq!(store.session(&new_id()).await.unwrap(), None);
+    assert_eq!(store.session(&new_session_id()).await.unwrap(), None);
 }
 
 pub async fn session_with_user_joins_its_user(store: Arc<dyn Store>) {
@@ -502,7 +517,10 @@ pub async fn session_with_user_joins_its_user(store: Arc<dyn Store>) {
             user: alice
         })
     );
-    assert_eq!(store.session_with_user(&new_id()).await.unwrap(), None);
+    assert_eq!(
+        store.session_with_user(&new_session_id()).await.unwrap(),
+        None
+    );
 }
 
 /// The compare-and-swap moves only from the current generation, once.
@@ -572,7 +590,7 @@ pub async fn advance_generation_moves_once(store: Arc<dyn Store>) {
 
     assert_eq!(
         store
-            .advance_generation(&new_id(), 0, at(80), &refreshed(at(80)))
+            .advance_generation(&new_session_id(), 0, at(80), &refreshed(at(80)))
             .await
             .unwrap(),
         Advance::Lost
@@ -661,7 +679,7 @@ pub async fn revoke_one_session(store: Arc<dyn Store>) {
     assert_eq!(stored(&*store, &a.id).await, revoked(&a, at(100), "logout"));
     assert_eq!(
         store
-            .revoke_sessions(RevokeScope::One(&new_id()), at(200), "x")
+            .revoke_sessions(RevokeScope::One(&new_session_id()), at(200), "x")
             .await
             .unwrap(),
         0
@@ -738,7 +756,7 @@ pub async fn revoke_user_sessions(store: Arc<dyn Store>) {
     assert_eq!(stored(&*store, &b2.id).await, b2);
 
     let nobody = RevokeScope::User {
-        user_id: "no-such-user",
+        user_id: &UserId::from("no-such-user"),
         except: None,
     };
     assert_eq!(
@@ -761,16 +779,16 @@ pub async fn live_sessions_filter_and_order(store: Arc<dyn Store>) {
 
     // Neither insertion order nor id order is age order, so neither can pass for it.
     let late = SessionRecord {
-        id: format!("1-{}", new_id()),
+        id: format!("1-{}", new_id()).into(),
         ..live(&alice, 300, 900, 2000)
     };
     // Just inside both bounds.
     let early = SessionRecord {
-        id: format!("3-{}", new_id()),
+        id: format!("3-{}", new_id()).into(),
         ..live(&alice, 100, 501, 1001)
     };
     let bobs = SessionRecord {
-        id: format!("2-{}", new_id()),
+        id: format!("2-{}", new_id()).into(),
         ..live(&bob, 200, 800, 5000)
     };
     let dead = [
@@ -794,7 +812,7 @@ pub async fn live_sessions_filter_and_order(store: Arc<dyn Store>) {
     assert_eq!(everyone, vec![early, bobs, late]);
     assert_eq!(store.count_live_sessions(now, idle_since).await.unwrap(), 3);
     let nobody = store
-        .live_sessions(Some("no-such-user"), now, idle_since)
+        .live_sessions(Some(&UserId::from("no-such-user")), now, idle_since)
         .await
         .unwrap();
     assert_eq!(nobody, vec![]);
@@ -914,46 +932,24 @@ pub async fn retire_key_retires_purges_and_promotes(store: Arc<dyn Store>) {
     assert_eq!(find(&keys, &bystander.kid), gone);
 }
 
-pub async fn secret_or_insert_keeps_the_first(store: Arc<dyn Store>) {
-    let first = [0x00, 0xff, 0x10, 0x80].repeat(8);
-    assert_eq!(
-        store.secret_or_insert("refresh_mac", &first).await.unwrap(),
-        first
-    );
-    assert_eq!(
-        store
-            .secret_or_insert("refresh_mac", &[7; 32])
-            .await
-            .unwrap(),
-        first
-    );
-    // Names are independent.
-    assert_eq!(
-        store.secret_or_insert("other", &[9; 16]).await.unwrap(),
-        vec![9; 16]
-    );
-    assert_eq!(
-        store
-            .secret_or_insert("refresh_mac", &[8; 32])
-            .await
-            .unwrap(),
-        first
-    );
+/// The refresh secret is 32 bytes, made once: every call answers the same.
+pub async fn refresh_secret_is_made_once(store: Arc<dyn Store>) {
+    let first = store.refresh_secret().await.unwrap();
+    assert_eq!(first.len(), 32);
+    assert_ne!(first, vec![0; 32]);
+    assert_eq!(store.refresh_secret().await.unwrap(), first);
 }
 
-/// Nodes starting together must agree on one secret: one of the candidates.
-pub async fn concurrent_secret_or_insert_agrees(store: Arc<dyn Store>) {
-    const RACERS: u8 = 16;
-    let barrier = Arc::new(Barrier::new(RACERS.into()));
+/// Nodes starting together must agree on one secret.
+pub async fn concurrent_refresh_secrets_agree(store: Arc<dyn Store>) {
+    const RACERS: usize = 16;
+    let barrier = Arc::new(Barrier::new(RACERS));
     let tasks: Vec<_> = (0..RACERS)
-        .map(|i| {
+        .map(|_| {
             let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
             tokio::spawn(async move {
                 barrier.wait().await;
-                store
-                    .secret_or_insert("refresh_mac", &[i; 32])
-                    .await
-                    .unwrap()
+                store.refresh_secret().await.unwrap()
             })
         })
         .collect();
@@ -966,17 +962,7 @@ pub async fn concurrent_secret_or_insert_agrees(store: Arc<dyn Store>) {
         answers.iter().all(|a| *a == first),
         "racers disagree: {answers:?}"
     );
-    assert!(
-        (0..RACERS).any(|i| first == [i; 32]),
-        "not a candidate: {first:?}"
-    );
-    assert_eq!(
-        store
-            .secret_or_insert("refresh_mac", &[0xaa; 32])
-            .await
-            .unwrap(),
-        first
-    );
+    assert_eq!(store.refresh_secret().await.unwrap(), first);
 }
 
 /// Attempts are counted before they are checked: `max_attempts` of them
@@ -1072,17 +1058,17 @@ pub async fn audit_newest_first(store: Arc<dyn Store>) {
     assert_eq!(store.recent_audit(10).await.unwrap(), vec![]);
     let records = [
         AuditRecord::new(AuditEvent::Registered, at(0))
-            .user("u-1")
+            .user(&UserId::from("u-1"))
             .ip("203.0.113.7"),
         AuditRecord::new(AuditEvent::KeyRotated, at(1)),
         AuditRecord::new(AuditEvent::ReuseStaleCopy, at(2))
-            .user("u-1")
-            .session("s-1")
+            .user(&UserId::from("u-1"))
+            .session(&SessionId::from("s-1"))
             .ip("2001:db8::1")
             .detail("generation 3 presented at 5: \"quoted\", ünïcode"),
         AuditRecord::new(AuditEvent::Logout, at(2))
-            .user("u-2")
-            .session("s-2"),
+            .user(&UserId::from("u-2"))
+            .session(&SessionId::from("s-2")),
     ];
     for r in &records {
         store.append_audit(r).await.unwrap();

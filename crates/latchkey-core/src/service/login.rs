@@ -11,6 +11,7 @@ use super::{round_up_secs, Issued, RequestContext, Service};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::crypto::random_bytes;
 use crate::error::ServiceError;
+use crate::ids::SessionId;
 use crate::policy::WEB_CLIENT_ID;
 use crate::store::{LoginAttempt, LoginLimit, SessionRecord};
 use crate::validate::{LoginPassword, Username};
@@ -126,7 +127,7 @@ impl Service {
         }
         drop(hashing);
         let session = SessionRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: SessionId::random(),
             user_id: user.id.clone(),
             client_id: client_id.to_owned(),
             scope,

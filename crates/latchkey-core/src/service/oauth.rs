@@ -9,6 +9,7 @@ use latchkey_proto::Introspection;
 use super::{ClientView, Issued, RequestContext, Service};
 use crate::crypto::{random_bytes, B64};
 use crate::error::ServiceError;
+use crate::ids::{SessionId, UserId};
 use crate::policy::WEB_CLIENT_ID;
 use crate::store::{ClientRecord, StoreError};
 use crate::tokens;
@@ -186,7 +187,8 @@ impl Service {
         } else if let Ok(claims) =
             tokens::verify(token, &self.ring(), &self.expectations(), self.now())
         {
-            Some((claims.client_id, claims.sid, claims.sub))
+            let sid = claims.sid.map(SessionId::from);
+            Some((claims.client_id, sid, UserId::from(claims.sub)))
         } else {
             None
         };
@@ -217,8 +219,8 @@ impl Service {
             let session = &found.session;
             return Ok(Introspection {
                 active: true,
-                sub: Some(found.user.id.clone()),
-                sid: Some(session.id.clone()),
+                sub: Some(found.user.id.to_string()),
+                sid: Some(session.id.to_string()),
                 exp: Some(self.session_expires_at(session).unix_timestamp()),
                 iat: Some(
                     session
@@ -237,9 +239,14 @@ impl Service {
             return Ok(inactive);
         };
         let username = match &claims.sid {
-            Some(sid) => match self.store.session_with_user(sid).await? {
+            Some(sid) => match self
+                .store
+                .session_with_user(&SessionId::from(sid.as_str()))
+                .await?
+            {
                 Some(found)
-                    if found.user.id == claims.sub && self.check_live(&found, now).is_ok() =>
+                    if found.user.id.as_str() == claims.sub
+                        && self.check_live(&found, now).is_ok() =>
                 {
                     Some(found.user.username)
                 }

@@ -192,8 +192,8 @@ impl Service {
         now: OffsetDateTime,
     ) -> Result<Issued, ServiceError> {
         let claims = self.access_claims(
-            &user.id,
-            Some(&session.id),
+            user.id.as_str(),
+            Some(session.id.as_str()),
             &session.client_id,
             &session.scope,
             now,

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::{Authenticated, RequestContext, Service, SessionView, UserView};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::error::ServiceError;
+use crate::ids::{SessionId, UserId};
 use crate::store::{RevokeScope, SessionRecord, SessionWithUser};
 use crate::tokens::{self, Expectations, VerifiedTokens};
 
@@ -62,13 +63,14 @@ impl Service {
         let sid = claims
             .sid
             .as_deref()
+            .map(SessionId::from)
             .ok_or(ServiceError::InvalidToken("not a user session token"))?;
         let found = self
             .store
-            .session_with_user(sid)
+            .session_with_user(&sid)
             .await?
             .ok_or(ServiceError::InvalidToken("unknown session"))?;
-        if found.user.id != claims.sub {
+        if found.user.id.as_str() != claims.sub {
             return Err(ServiceError::InvalidToken("session of another user"));
         }
         self.check_live(&found, now)?;
@@ -82,8 +84,8 @@ impl Service {
     /// Revokes one session of a user (logout, or RFC 7009 revocation).
     pub(super) async fn end_session(
         &self,
-        session_id: &str,
-        user_id: &str,
+        session_id: &SessionId,
+        user_id: &UserId,
         ctx: &RequestContext,
     ) -> Result<(), ServiceError> {
         let now = self.now();
@@ -131,7 +133,7 @@ impl Service {
         ctx: &RequestContext,
     ) -> Result<u64, ServiceError> {
         let now = self.now();
-        let user_id = auth.user.id.as_str();
+        let user_id = &auth.user.id;
         let scope = RevokeScope::User {
             user_id,
             except: None,
@@ -150,7 +152,7 @@ impl Service {
     /// The live sessions of a user (all users for `None`), oldest first.
     pub async fn live_sessions(
         &self,
-        user_id: Option<&str>,
+        user_id: Option<&UserId>,
     ) -> Result<Vec<SessionView>, ServiceError> {
         let now = self.now();
         let idle_since = now - self.policy.refresh_ttl;
@@ -167,7 +169,7 @@ impl Service {
     pub async fn revoke_own_session(
         &self,
         auth: &Authenticated,
-        sid: &str,
+        sid: &SessionId,
         ctx: &RequestContext,
     ) -> Result<(), ServiceError> {
         let not_found = || ServiceError::NotFound("no such session".into());
@@ -190,7 +192,7 @@ impl Service {
     }
 
     /// `session revoke SID` (operator). Not found when no live session has it.
-    pub async fn revoke_session(&self, sid: &str) -> Result<(), ServiceError> {
+    pub async fn revoke_session(&self, sid: &SessionId) -> Result<(), ServiceError> {
         let now = self.now();
         let n = self
             .store

@@ -4,6 +4,7 @@
 use super::{Authenticated, RequestContext, Service, UserView};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::error::ServiceError;
+use crate::ids::UserId;
 use crate::store::{RevokeScope, StoreError, UserRecord};
 use crate::validate::{LoginPassword, NewPassword, Username};
 
@@ -41,7 +42,7 @@ impl Service {
         }
         let hash = self.hasher.hash(password.expose()).await?;
         let user = UserRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: UserId::random(),
             username: username.as_str().to_owned(),
             username_key: username.key().to_owned(),
             password_hash: hash,

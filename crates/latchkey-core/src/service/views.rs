@@ -4,13 +4,14 @@
 
 use time::OffsetDateTime;
 
+use crate::ids::{SessionId, UserId};
 use crate::keys::KeyState;
 use crate::store::{ClientRecord, KeyRecord, SessionRecord, UserRecord};
 
 /// A user, as anyone may be told of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserView {
-    pub id: String,
+    pub id: UserId,
     pub username: String,
     pub created_at: OffsetDateTime,
     pub disabled: bool,
@@ -30,8 +31,8 @@ impl From<&UserRecord> for UserView {
 /// A session: one login on one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionView {
-    pub id: String,
-    pub user_id: String,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub client_id: String,
     pub scope: String,
     pub created_at: OffsetDateTime,

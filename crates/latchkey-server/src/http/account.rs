@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use latchkey_core::SessionId;
 use latchkey_proto::{ErrorBody, PasswordChange, SessionList, User};
 
 use super::error::ApiError;
@@ -50,7 +51,7 @@ async fn list_sessions(
     AccountAuth(auth): AccountAuth,
 ) -> Result<Json<SessionList>, ApiError> {
     let sessions = app.service.live_sessions(Some(&auth.user.id)).await?;
-    let current = Some(auth.session.id.as_str());
+    let current = Some(&auth.session.id);
     Ok(Json(SessionList {
         sessions: sessions
             .iter()
@@ -70,6 +71,8 @@ async fn revoke_session(
     Context(ctx): Context,
     Path(sid): Path<String>,
 ) -> Result<Response, ApiError> {
-    app.service.revoke_own_session(&auth, &sid, &ctx).await?;
+    app.service
+        .revoke_own_session(&auth, &SessionId::from(sid), &ctx)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

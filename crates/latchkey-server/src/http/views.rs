@@ -2,24 +2,25 @@
 
 use latchkey_core::clock::rfc3339;
 use latchkey_core::service::{SessionView, UserView};
+use latchkey_core::SessionId;
 use latchkey_proto::{Session, User};
 
 pub fn user(u: &UserView) -> User {
     User {
-        id: u.id.clone(),
+        id: u.id.to_string(),
         username: u.username.clone(),
         created_at: rfc3339(u.created_at),
     }
 }
 
-pub fn session(s: &SessionView, current_sid: Option<&str>) -> Session {
+pub fn session(s: &SessionView, current_sid: Option<&SessionId>) -> Session {
     Session {
-        id: s.id.clone(),
+        id: s.id.to_string(),
         created_at: rfc3339(s.created_at),
         last_used_at: rfc3339(s.last_used_at),
         expires_at: rfc3339(s.expires_at),
         user_agent: s.user_agent.clone(),
         ip: s.ip.clone(),
-        current: current_sid == Some(s.id.as_str()),
+        current: current_sid == Some(&s.id),
     }
 }

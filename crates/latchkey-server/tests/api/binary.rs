@@ -328,7 +328,7 @@ async fn session_commands() {
     );
     ok_lines(&latchkey(
         &dir,
-        &["session", "revoke", &e1.session_id],
+        &["session", "revoke", e1.session_id.as_str()],
         None,
     ));
     assert_eq!(
@@ -338,7 +338,7 @@ async fn session_commands() {
     assert_eq!(me(&server.url, &e2.access).await.status(), StatusCode::OK);
     failed(&latchkey(
         &dir,
-        &["session", "revoke", &e1.session_id],
+        &["session", "revoke", e1.session_id.as_str()],
         None,
     ));
     failed(&latchkey(

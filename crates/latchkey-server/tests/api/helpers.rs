@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey_core::{ManualClock, Service};
+use latchkey_core::{ManualClock, Service, SessionId};
 use latchkey_server::app::Application;
 use latchkey_server::config::{Config, RawSettings};
 use reqwest::header::{HeaderMap, SET_COOKIE};
@@ -66,7 +66,7 @@ pub fn set_cookies(headers: &HeaderMap) -> HashMap<String, SetCookie> {
 pub struct Pair {
     pub access: String,
     pub refresh: String,
-    pub session_id: String,
+    pub session_id: SessionId,
     pub body: Value,
 }
 
@@ -272,7 +272,7 @@ pub async fn pair_of(r: Response) -> Pair {
     Pair {
         access: cookies["accessToken"].value.clone(),
         refresh: cookies["refreshToken"].value.clone(),
-        session_id: body["session_id"].as_str().unwrap().to_owned(),
+        session_id: SessionId::from(body["session_id"].as_str().unwrap()),
         body,
     }
 }

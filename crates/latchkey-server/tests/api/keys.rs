@@ -64,7 +64,7 @@ async fn access_tokens_follow_rfc_9068() {
     assert_eq!(claims["iss"], app.url);
     assert_eq!(claims["aud"], app.url);
     assert_eq!(claims["sub"], pair.body["user"]["id"]);
-    assert_eq!(claims["sid"], pair.session_id);
+    assert_eq!(claims["sid"], pair.session_id.as_str());
     assert_eq!(claims["client_id"], "web");
     assert_eq!(claims["scope"], "");
     assert_eq!(

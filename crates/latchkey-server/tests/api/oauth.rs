@@ -485,7 +485,7 @@ async fn introspection_reflects_revocation_at_once() {
     let active = app.introspect(&pair.access, me).await;
     assert_eq!(active["active"], true);
     assert_eq!(active["sub"], pair.body["user"]["id"]);
-    assert_eq!(active["sid"], pair.session_id);
+    assert_eq!(active["sid"], pair.session_id.as_str());
     assert_eq!(active["username"], "alice");
     assert_eq!(active["client_id"], "web");
     assert_eq!(active["token_type"], "Bearer");
@@ -496,7 +496,7 @@ async fn introspection_reflects_revocation_at_once() {
     let refresh = app.introspect(&pair.refresh, me).await;
     assert_eq!(refresh["active"], true);
     assert!(refresh.get("token_type").is_none());
-    assert_eq!(refresh["sid"], pair.session_id);
+    assert_eq!(refresh["sid"], pair.session_id.as_str());
     // A spent refresh token is not active; nor is anything after logout.
     let next = app.refresh(&pair.refresh).await;
     assert_eq!(
