@@ -3,7 +3,6 @@
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::store::StoreResult;
 use latchkey_store_sql::{audit_of, ms};
-use time::OffsetDateTime;
 
 use crate::PostgresStore;
 
@@ -44,22 +43,6 @@ pub(crate) async fn recent(store: &PostgresStore, limit: u32) -> StoreResult<Vec
         .await
 }
 
-pub(crate) async fn prune(
-    store: &PostgresStore,
-    before: OffsetDateTime,
-    batch: u32,
-) -> StoreResult<u64> {
-    store
-        .bounded(async {
-            let done = sqlx::query(
-                "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
-                 WHERE at <= $1 ORDER BY at LIMIT $2)",
-            )
-            .bind(ms(before))
-            .bind(i64::from(batch))
-            .execute(&store.pool)
-            .await?;
-            Ok(done.rows_affected())
-        })
-        .await
-}
+/// A prune batch: the oldest rows first, along the index on `at`.
+pub(crate) const PRUNE: &str = "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
+                          WHERE at <= $1 ORDER BY at LIMIT $2)";

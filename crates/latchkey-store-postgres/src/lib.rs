@@ -249,11 +249,11 @@ impl Store for PostgresStore {
     }
 
     async fn prune_login_failures(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
-        login_limit::prune(self, before, batch).await
+        self.delete_batch(login_limit::PRUNE, before, batch).await
     }
 
     async fn prune_audit(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
-        audit::prune(self, before, batch).await
+        self.delete_batch(audit::PRUNE, before, batch).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

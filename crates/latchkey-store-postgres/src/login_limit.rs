@@ -3,7 +3,6 @@
 
 use latchkey_core::store::{LoginAttempt, LoginLimit, StoreResult};
 use latchkey_store_sql::{login_attempt_of, ms};
-use time::OffsetDateTime;
 
 use crate::PostgresStore;
 
@@ -51,22 +50,7 @@ pub(crate) async fn clear(store: &PostgresStore, key: &str) -> StoreResult<()> {
         .await
 }
 
-pub(crate) async fn prune(
-    store: &PostgresStore,
-    before: OffsetDateTime,
-    batch: u32,
-) -> StoreResult<u64> {
-    store
-        .bounded(async {
-            let done = sqlx::query(
-                "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
-                 WHERE window_started_at <= $1 ORDER BY window_started_at LIMIT $2)",
-            )
-            .bind(ms(before))
-            .bind(i64::from(batch))
-            .execute(&store.pool)
-            .await?;
-            Ok(done.rows_affected())
-        })
-        .await
-}
+/// A prune batch: finished windows, along the index on their start.
+pub(crate) const PRUNE: &str =
+    "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
+                         WHERE window_started_at <= $1 ORDER BY window_started_at LIMIT $2)";

@@ -149,6 +149,25 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
+    /// One batch of a prune: `delete` removes at most `$2` rows at or before
+    /// the instant `$1`; answers how many it did.
+    pub(crate) async fn delete_batch(
+        &self,
+        delete: &'static str,
+        before: time::OffsetDateTime,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        self.bounded(async {
+            let done = sqlx::query(delete)
+                .bind(latchkey_store_sql::ms(before))
+                .bind(i64::from(batch))
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
     /// Runs one operation under the client-side deadline.
     pub(crate) async fn bounded<T>(
         &self,

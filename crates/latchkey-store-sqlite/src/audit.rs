@@ -4,7 +4,6 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::store::StoreResult;
 use latchkey_store_sql::{audit_of, ms};
 use rusqlite::{params, Connection};
-use time::OffsetDateTime;
 
 use crate::SqliteStore;
 
@@ -40,19 +39,6 @@ pub(crate) async fn recent(store: &SqliteStore, limit: u32) -> StoreResult<Vec<A
         .await
 }
 
-pub(crate) async fn prune(
-    store: &SqliteStore,
-    before: OffsetDateTime,
-    batch: u32,
-) -> StoreResult<u64> {
-    store
-        .write(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
-                     WHERE at <= ?1 ORDER BY at LIMIT ?2)",
-                )?
-                .execute(params![ms(before), batch])? as u64)
-        })
-        .await
-}
+/// A prune batch: the oldest rows first, along the index on `at`.
+pub(crate) const PRUNE: &str = "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
+                          WHERE at <= ?1 ORDER BY at LIMIT ?2)";

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use latchkey_core::store::{StoreError, StoreResult};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
+use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 /// The schema, in order; `PRAGMA user_version` counts those applied.
@@ -225,6 +226,23 @@ impl SqliteStore {
     /// Stops the writer thread once the queued operations are done.
     pub fn close(&self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// One batch of a prune: `delete` removes at most `?2` rows at or before
+    /// the instant `?1`; answers how many it did.
+    pub(crate) async fn delete_batch(
+        &self,
+        delete: &'static str,
+        before: OffsetDateTime,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        self.write(move |conn| {
+            let deleted = conn
+                .prepare_cached(delete)?
+                .execute(rusqlite::params![latchkey_store_sql::ms(before), batch])?;
+            Ok(deleted as u64)
+        })
+        .await
     }
 
     /// Runs `f` in the writer's next transaction; answers after the commit.

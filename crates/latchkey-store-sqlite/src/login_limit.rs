@@ -4,7 +4,6 @@
 use latchkey_core::store::{LoginAttempt, LoginLimit, StoreResult};
 use latchkey_store_sql::{login_attempt_of, ms};
 use rusqlite::params;
-use time::OffsetDateTime;
 
 use crate::SqliteStore;
 
@@ -47,19 +46,7 @@ pub(crate) async fn clear(store: &SqliteStore, key: &str) -> StoreResult<()> {
         .await
 }
 
-pub(crate) async fn prune(
-    store: &SqliteStore,
-    before: OffsetDateTime,
-    batch: u32,
-) -> StoreResult<u64> {
-    store
-        .write(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
-                     WHERE window_started_at <= ?1 ORDER BY window_started_at LIMIT ?2)",
-                )?
-                .execute(params![ms(before), batch])? as u64)
-        })
-        .await
-}
+/// A prune batch: finished windows, along the index on their start.
+pub(crate) const PRUNE: &str =
+    "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
+                         WHERE window_started_at <= ?1 ORDER BY window_started_at LIMIT ?2)";
