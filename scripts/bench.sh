@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole comparison in one command: latchkey against the Express baseline
-# (../shared/baselines/express-seed) in its faithful form (string secrets, one
-# process) and its strongest form (KeyObject secrets, 2 cluster workers), same
-# load generator, same run; plus bare Argon2id hashing on all cores, the
+# in bench/express-seed, in its faithful form (string secrets, one process) and
+# its strongest form (KeyObject secrets, 2 cluster workers), same load
+# generator, same run; plus bare Argon2id hashing on all cores, the
 # ceiling of any login. Prints a Markdown table on stdout (progress on stderr).
 #
 #   scripts/bench.sh
@@ -25,8 +25,12 @@
 #   SERVER_LOG      RUST_LOG for latchkey while measured (default warn)
 #
 # Everything listens on 127.0.0.1 only, and everything started here is
-# stopped on exit. The baseline is copied to a temporary folder and
-# `npm install`ed there at run time; it is never part of this repository.
+# stopped on exit. The baseline's sources (server.js, package.json,
+# package-lock.json) are copied from bench/express-seed to a fresh temporary
+# folder and installed there with `npm ci`, at the exact versions of the lock
+# file: every run starts from a clean install, and nothing is written into the
+# repository (any node_modules/ left in bench/express-seed by hand is ignored
+# by git and never copied).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,7 +44,8 @@ HASH="${HASH:-1}"
 CLIENT_THREADS="${CLIENT_THREADS:-1}"
 SERVER_LOG="${SERVER_LOG:-warn}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BASELINE_SRC="$ROOT/../shared/baselines/express-seed"
+BASELINE_SRC="$ROOT/bench/express-seed"
+BASELINE_FILES=(server.js package.json package-lock.json)
 READY_TIMEOUT=60
 
 # latchkey is measured at its defaults: no LATCHKEY_* setting from the caller's
@@ -117,7 +122,7 @@ ensure_rust
 if wants_postgres; then
     ensure_postgres
 fi
-if wants_express && ! command -v node >/dev/null 2>&1; then
+if wants_express && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
     apt_install nodejs npm
 fi
 packages=(-p latchkey-bench)
@@ -127,17 +132,18 @@ log "building ${packages[*]} (release) into $CARGO_TARGET_DIR"
 BENCH="$CARGO_TARGET_DIR/release/latchkey-bench"
 LATCHKEY="$CARGO_TARGET_DIR/release/latchkey"
 
-# ---- the baseline, in a temporary folder --------------------------------------
+# ---- the baseline, installed clean in a temporary folder ----------------------
 if wants_express; then
-    if [ ! -f "$BASELINE_SRC/server.js" ]; then
-        log "no baseline at $BASELINE_SRC"
-        exit 1
-    fi
     mkdir "$WORK/express"
-    cp -R "$BASELINE_SRC/." "$WORK/express/"
-    rm -rf "$WORK/express/node_modules"
-    log "npm install of the baseline in $WORK/express"
-    run_bounded 600 npm --prefix "$WORK/express" install --no-audit --no-fund >&2
+    for f in "${BASELINE_FILES[@]}"; do
+        if [ ! -f "$BASELINE_SRC/$f" ]; then
+            log "no $f in $BASELINE_SRC"
+            exit 1
+        fi
+        cp "$BASELINE_SRC/$f" "$WORK/express/"
+    done
+    log "npm ci of the baseline in $WORK/express"
+    run_bounded 600 npm --prefix "$WORK/express" ci --no-audit --no-fund >&2
 fi
 
 # ---- servers ------------------------------------------------------------------
