@@ -82,12 +82,12 @@ impl AuditRecord {
     }
 
     pub fn user(mut self, id: &UserId) -> Self {
-        self.user_id = Some(id.to_string());
+        self.user_id = Some(id.as_str().to_owned());
         self
     }
 
     pub fn session(mut self, id: &SessionId) -> Self {
-        self.session_id = Some(id.to_string());
+        self.session_id = Some(id.as_str().to_owned());
         self
     }
 

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{origin_of, Config};
 use crate::http::cookies::CookieSettings;
-use crate::http::listener::{ConnectionLimits, GuardedListener, Peer};
+use crate::http::listener::{ConnectionLimits, GuardedListener, MakeTracked};
 use crate::http::{self, AppState, HttpSettings};
 use crate::metrics::Metrics;
 
@@ -208,7 +208,9 @@ impl Application {
                 }
             }
         });
-        let app = http::router(self.state).into_make_service_with_connect_info::<Peer>();
+        let app = MakeTracked {
+            app: http::router(self.state),
+        };
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;

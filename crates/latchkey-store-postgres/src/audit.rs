@@ -2,7 +2,7 @@
 
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::store::StoreResult;
-use latchkey_store_sql::{audit_of, ms};
+use latchkey_store_sql::{audit_cols, audit_of, ms};
 
 use crate::PostgresStore;
 
@@ -29,10 +29,11 @@ pub(crate) async fn append(store: &PostgresStore, r: &AuditRecord) -> StoreResul
 pub(crate) async fn recent(store: &PostgresStore, limit: u32) -> StoreResult<Vec<AuditRecord>> {
     store
         .bounded(async {
-            sqlx::query(
-                "SELECT at, event, user_id, session_id, ip, detail FROM audit_log \
-                 ORDER BY id DESC LIMIT $1",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                audit_cols!(),
+                " FROM audit_log ORDER BY id DESC LIMIT $1"
+            ))
             .bind(i64::from(limit))
             .fetch_all(&store.pool)
             .await?

@@ -1,7 +1,7 @@
 //! OAuth clients.
 
 use latchkey_core::store::{ClientRecord, StoreResult};
-use latchkey_store_sql::{client_of, ms};
+use latchkey_store_sql::{client_cols, client_of, ms};
 
 use crate::PostgresStore;
 
@@ -25,13 +25,17 @@ pub(crate) async fn insert(store: &PostgresStore, c: &ClientRecord) -> StoreResu
 pub(crate) async fn get(store: &PostgresStore, id: &str) -> StoreResult<Option<ClientRecord>> {
     store
         .bounded(async {
-            sqlx::query("SELECT id, secret_hash, scope, created_at FROM clients WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&store.pool)
-                .await?
-                .as_ref()
-                .map(client_of)
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                client_cols!(),
+                " FROM clients WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&store.pool)
+            .await?
+            .as_ref()
+            .map(client_of)
+            .transpose()
         })
         .await
 }
@@ -39,9 +43,11 @@ pub(crate) async fn get(store: &PostgresStore, id: &str) -> StoreResult<Option<C
 pub(crate) async fn list(store: &PostgresStore) -> StoreResult<Vec<ClientRecord>> {
     store
         .bounded(async {
-            sqlx::query(
-                "SELECT id, secret_hash, scope, created_at FROM clients ORDER BY id COLLATE \"C\"",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                client_cols!(),
+                " FROM clients ORDER BY id COLLATE \"C\""
+            ))
             .fetch_all(&store.pool)
             .await?
             .iter()

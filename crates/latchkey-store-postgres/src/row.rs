@@ -11,38 +11,38 @@ use crate::PostgresStore;
 impl Columns<PostgresStore> for PgRow {
     type Error = sqlx::Error;
 
-    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
-        self.try_get(col)
+    fn text(&self, at: usize) -> Result<String, sqlx::Error> {
+        self.try_get(at)
     }
 
-    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
-        self.try_get(col)
+    fn opt_text(&self, at: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(at)
     }
 
-    fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error> {
-        self.try_get(col)
+    fn bytes(&self, at: usize) -> Result<Vec<u8>, sqlx::Error> {
+        self.try_get(at)
     }
 
-    fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        self.try_get(col)
+    fn opt_bytes(&self, at: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        self.try_get(at)
     }
 
-    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
-        self.try_get(col)
+    fn int(&self, at: usize) -> Result<i64, sqlx::Error> {
+        self.try_get(at)
     }
 
-    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
-        self.try_get(col)
+    fn opt_int(&self, at: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(at)
     }
 
-    fn flag(&self, col: &str) -> Result<bool, sqlx::Error> {
-        self.try_get(col)
+    fn flag(&self, at: usize) -> Result<bool, sqlx::Error> {
+        self.try_get(at)
     }
 
     /// A column decode error, which `store_error` answers as `Corrupt`.
-    fn corrupt(&self, col: &str, message: String) -> sqlx::Error {
+    fn corrupt(&self, at: usize, name: &str, message: String) -> sqlx::Error {
         sqlx::Error::ColumnDecode {
-            index: format!("{col:?}"),
+            index: format!("{at} ({name})"),
             source: message.into(),
         }
     }

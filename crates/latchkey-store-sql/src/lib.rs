@@ -32,8 +32,10 @@ pub fn opt_ms(t: Option<OffsetDateTime>) -> Option<i64> {
     t.map(unix_millis)
 }
 
-/// The typed reads of one row's columns, by name, that the mappings below
-/// need.
+/// The typed reads of one row's columns, by position, that the mappings
+/// below need. Positions, not names: a name is looked up by comparing it
+/// with every column's, on every read of the hot path; the mappings read
+/// the columns of their lists (the macros below) in order instead.
 ///
 /// `S` is the store that reads the row: naming a type of its own crate lets
 /// each store implement this for its engine's row type (`impl
@@ -44,31 +46,86 @@ pub trait Columns<S> {
     /// The engine's error, which its store maps to a `StoreError`.
     type Error;
 
-    fn text(&self, col: &str) -> Result<String, Self::Error>;
-    fn opt_text(&self, col: &str) -> Result<Option<String>, Self::Error>;
-    fn bytes(&self, col: &str) -> Result<Vec<u8>, Self::Error>;
-    fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, Self::Error>;
-    fn int(&self, col: &str) -> Result<i64, Self::Error>;
-    fn opt_int(&self, col: &str) -> Result<Option<i64>, Self::Error>;
-    fn flag(&self, col: &str) -> Result<bool, Self::Error>;
-    /// The error for a value of `col` that was read but is not one the record
-    /// can hold; its store must map it to `StoreError::Corrupt`.
-    fn corrupt(&self, col: &str, message: String) -> Self::Error;
+    fn text(&self, at: usize) -> Result<String, Self::Error>;
+    fn opt_text(&self, at: usize) -> Result<Option<String>, Self::Error>;
+    fn bytes(&self, at: usize) -> Result<Vec<u8>, Self::Error>;
+    fn opt_bytes(&self, at: usize) -> Result<Option<Vec<u8>>, Self::Error>;
+    fn int(&self, at: usize) -> Result<i64, Self::Error>;
+    fn opt_int(&self, at: usize) -> Result<Option<i64>, Self::Error>;
+    fn flag(&self, at: usize) -> Result<bool, Self::Error>;
+    /// The error for the value at `at` (the column `name`), read but not
+    /// one the record can hold; its store must map it to
+    /// `StoreError::Corrupt`.
+    fn corrupt(&self, at: usize, name: &str, message: String) -> Self::Error;
+}
+
+/// Reads a row's columns one after the other, from a first position: the
+/// mappings say each column's name only for the messages of a corrupt one.
+struct Cursor<'r, S, C: Columns<S>> {
+    row: &'r C,
+    next: usize,
+    _store: std::marker::PhantomData<S>,
+}
+
+impl<'r, S, C: Columns<S>> Cursor<'r, S, C> {
+    fn at(row: &'r C, first: usize) -> Self {
+        Self {
+            row,
+            next: first,
+            _store: std::marker::PhantomData,
+        }
+    }
+
+    fn take(&mut self) -> usize {
+        self.next += 1;
+        self.next - 1
+    }
+
+    fn text(&mut self) -> Result<String, C::Error> {
+        let at = self.take();
+        self.row.text(at)
+    }
+
+    fn opt_text(&mut self) -> Result<Option<String>, C::Error> {
+        let at = self.take();
+        self.row.opt_text(at)
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, C::Error> {
+        let at = self.take();
+        self.row.bytes(at)
+    }
+
+    fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, C::Error> {
+        let at = self.take();
+        self.row.opt_bytes(at)
+    }
+
+    fn flag(&mut self) -> Result<bool, C::Error> {
+        let at = self.take();
+        self.row.flag(at)
+    }
 
     /// An instant kept by [`ms`].
-    fn time(&self, col: &str) -> Result<OffsetDateTime, Self::Error> {
-        self.int(col).map(from_unix_millis)
+    fn time(&mut self) -> Result<OffsetDateTime, C::Error> {
+        let at = self.take();
+        self.row.int(at).map(from_unix_millis)
     }
 
     /// An optional instant kept by [`opt_ms`].
-    fn opt_time(&self, col: &str) -> Result<Option<OffsetDateTime>, Self::Error> {
-        self.opt_int(col).map(|v| v.map(from_unix_millis))
+    fn opt_time(&mut self) -> Result<Option<OffsetDateTime>, C::Error> {
+        let at = self.take();
+        self.row.opt_int(at).map(|v| v.map(from_unix_millis))
     }
 
     /// A counter (a generation, a password version): never negative.
-    fn counter(&self, col: &str) -> Result<u64, Self::Error> {
-        let value = self.int(col)?;
-        u64::try_from(value).map_err(|_| self.corrupt(col, format!("negative {col} {value}")))
+    fn counter(&mut self, name: &str) -> Result<u64, C::Error> {
+        let at = self.take();
+        let value = self.row.int(at)?;
+        u64::try_from(value).map_err(|_| {
+            self.row
+                .corrupt(at, name, format!("negative {name} {value}"))
+        })
     }
 }
 
@@ -106,36 +163,62 @@ macro_rules! key_cols {
     };
 }
 
+/// The columns [`audit_of`] reads, from `audit_log`.
+#[macro_export]
+macro_rules! audit_cols {
+    () => {
+        "at, event, user_id, session_id, ip, detail"
+    };
+}
+
+/// The columns [`client_of`] reads, from `clients`.
+#[macro_export]
+macro_rules! client_cols {
+    () => {
+        "id, secret_hash, scope, created_at"
+    };
+}
+
+/// How many columns [`session_cols!`] names: a joined row's user starts there.
+pub const SESSION_COLUMNS: usize = 14;
+
 /// A user, from the columns of [`user_cols!`].
 pub fn user_of<S, C: Columns<S>>(row: &C) -> Result<UserRecord, C::Error> {
+    user_at(row, 0)
+}
+
+fn user_at<S, C: Columns<S>>(row: &C, first: usize) -> Result<UserRecord, C::Error> {
+    let mut col = Cursor::at(row, first);
     Ok(UserRecord {
-        id: UserId::from(row.text("u_id")?),
-        username: row.text("username")?,
-        username_key: row.text("username_key")?,
-        password_hash: row.text("password_hash")?,
-        password_version: row.counter("password_version")?,
-        created_at: row.time("u_created_at")?,
-        disabled_at: row.opt_time("disabled_at")?,
+        id: UserId::from(col.text()?),
+        username: col.text()?,
+        username_key: col.text()?,
+        password_hash: col.text()?,
+        password_version: col.counter("password_version")?,
+        created_at: col.time()?,
+        disabled_at: col.opt_time()?,
     })
 }
 
-/// A session, from the columns of [`session_cols!`] (or a whole `sessions` row).
+/// A session, from the columns of [`session_cols!`] (or a whole `sessions`
+/// row: the table's own order is the list's).
 pub fn session_of<S, C: Columns<S>>(row: &C) -> Result<SessionRecord, C::Error> {
+    let mut col = Cursor::at(row, 0);
     Ok(SessionRecord {
-        id: SessionId::from(row.text("id")?),
-        user_id: UserId::from(row.text("user_id")?),
-        client_id: row.text("client_id")?,
-        scope: row.text("scope")?,
-        salt: row.bytes("salt")?,
-        generation: row.counter("generation")?,
-        rotated_at: row.opt_time("rotated_at")?,
-        created_at: row.time("created_at")?,
-        last_used_at: row.time("last_used_at")?,
-        absolute_expires_at: row.time("absolute_expires_at")?,
-        revoked_at: row.opt_time("revoked_at")?,
-        revoked_reason: row.opt_text("revoked_reason")?,
-        user_agent: row.opt_text("user_agent")?,
-        ip: row.text("ip")?,
+        id: SessionId::from(col.text()?),
+        user_id: UserId::from(col.text()?),
+        client_id: col.text()?,
+        scope: col.text()?,
+        salt: col.bytes()?,
+        generation: col.counter("generation")?,
+        rotated_at: col.opt_time()?,
+        created_at: col.time()?,
+        last_used_at: col.time()?,
+        absolute_expires_at: col.time()?,
+        revoked_at: col.opt_time()?,
+        revoked_reason: col.opt_text()?,
+        user_agent: col.opt_text()?,
+        ip: col.text()?,
     })
 }
 
@@ -144,58 +227,63 @@ pub fn session_of<S, C: Columns<S>>(row: &C) -> Result<SessionRecord, C::Error> 
 pub fn session_with_user_of<S, C: Columns<S>>(row: &C) -> Result<SessionWithUser, C::Error> {
     Ok(SessionWithUser {
         session: session_of(row)?,
-        user: user_of(row)?,
+        user: user_at(row, SESSION_COLUMNS)?,
     })
 }
 
-/// A signing key, from the columns of [`key_cols!`] (or a whole `signing_keys` row).
+/// A signing key, from the columns of [`key_cols!`].
 pub fn key_of<S, C: Columns<S>>(row: &C) -> Result<KeyRecord, C::Error> {
+    let mut col = Cursor::at(row, 0);
     Ok(KeyRecord {
-        kid: row.text("kid")?,
-        alg: row.text("alg")?,
-        private_key: row.bytes("private_key")?,
-        encrypted: row.flag("encrypted")?,
-        public_jwk: row.text("public_jwk")?,
-        created_at: row.time("created_at")?,
-        activates_at: row.time("activates_at")?,
-        retired_at: row.opt_time("retired_at")?,
-        purged_at: row.opt_time("purged_at")?,
+        kid: col.text()?,
+        alg: col.text()?,
+        private_key: col.bytes()?,
+        encrypted: col.flag()?,
+        public_jwk: col.text()?,
+        created_at: col.time()?,
+        activates_at: col.time()?,
+        retired_at: col.opt_time()?,
+        purged_at: col.opt_time()?,
     })
 }
 
-/// An audit row, from `at, event, user_id, session_id, ip, detail`.
+/// An audit row, from the columns of [`audit_cols!`].
 pub fn audit_of<S, C: Columns<S>>(row: &C) -> Result<AuditRecord, C::Error> {
+    let mut col = Cursor::at(row, 0);
     Ok(AuditRecord {
-        at: row.time("at")?,
-        event: row.text("event")?,
-        user_id: row.opt_text("user_id")?,
-        session_id: row.opt_text("session_id")?,
-        ip: row.opt_text("ip")?,
-        detail: row.opt_text("detail")?,
+        at: col.time()?,
+        event: col.text()?,
+        user_id: col.opt_text()?,
+        session_id: col.opt_text()?,
+        ip: col.opt_text()?,
+        detail: col.opt_text()?,
     })
 }
 
-/// An OAuth client, from `id, secret_hash, scope, created_at`.
+/// An OAuth client, from the columns of [`client_cols!`].
 pub fn client_of<S, C: Columns<S>>(row: &C) -> Result<ClientRecord, C::Error> {
+    let mut col = Cursor::at(row, 0);
     Ok(ClientRecord {
-        id: row.text("id")?,
-        secret_hash: row.opt_bytes("secret_hash")?,
-        scope: row.text("scope")?,
-        created_at: row.time("created_at")?,
+        id: col.text()?,
+        secret_hash: col.opt_bytes()?,
+        scope: col.text()?,
+        created_at: col.time()?,
     })
 }
 
 /// What the login limit's upsert answered (`RETURNING window_started_at,
-/// refusals`). The upsert counts an attempt under the limit and leaves
+/// refusals`, in that order). The upsert counts an attempt under the limit and leaves
 /// `refusals` at 0; at the limit it counts a refusal instead, so the first
 /// refusal of a window answers 1.
 pub fn login_attempt_of<S, C: Columns<S>>(row: &C) -> Result<LoginAttempt, C::Error> {
-    let refusals = row.int("refusals")?;
+    let mut col = Cursor::at(row, 0);
+    let window_started_at = col.time()?;
+    let refusals = row.int(col.take())?;
     Ok(if refusals == 0 {
         LoginAttempt::Allowed
     } else {
         LoginAttempt::Refused {
-            window_started_at: row.time("window_started_at")?,
+            window_started_at,
             first: refusals == 1,
         }
     })
@@ -203,13 +291,12 @@ pub fn login_attempt_of<S, C: Columns<S>>(row: &C) -> Result<LoginAttempt, C::Er
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
 
-    /// A row of named values, as a test engine.
+    /// A row of values by position, as a test engine.
     #[derive(Default)]
-    struct Row(HashMap<&'static str, Value>);
+    struct Row(Vec<Value>);
 
     #[derive(Clone)]
     enum Value {
@@ -221,62 +308,62 @@ mod tests {
     struct Test;
 
     impl Row {
-        fn with(mut self, col: &'static str, value: Value) -> Self {
-            self.0.insert(col, value);
+        fn with(mut self, value: Value) -> Self {
+            self.0.push(value);
             self
         }
 
-        fn get(&self, col: &str) -> Result<Value, String> {
-            self.0.get(col).cloned().ok_or(format!("no column {col}"))
+        fn get(&self, at: usize) -> Result<Value, String> {
+            self.0.get(at).cloned().ok_or(format!("no column {at}"))
         }
     }
 
     impl Columns<Test> for Row {
         type Error = String;
 
-        fn text(&self, col: &str) -> Result<String, String> {
-            self.opt_text(col)?.ok_or(format!("{col} is null"))
+        fn text(&self, at: usize) -> Result<String, String> {
+            self.opt_text(at)?.ok_or(format!("{at} is null"))
         }
-        fn opt_text(&self, col: &str) -> Result<Option<String>, String> {
-            match self.get(col)? {
+        fn opt_text(&self, at: usize) -> Result<Option<String>, String> {
+            match self.get(at)? {
                 Value::Null => Ok(None),
                 Value::Text(s) => Ok(Some(s.to_owned())),
-                Value::Int(_) => Err(format!("{col} is not text")),
+                Value::Int(_) => Err(format!("{at} is not text")),
             }
         }
-        fn bytes(&self, col: &str) -> Result<Vec<u8>, String> {
-            self.text(col).map(String::into_bytes)
+        fn bytes(&self, at: usize) -> Result<Vec<u8>, String> {
+            self.text(at).map(String::into_bytes)
         }
-        fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, String> {
-            self.opt_text(col).map(|v| v.map(String::into_bytes))
+        fn opt_bytes(&self, at: usize) -> Result<Option<Vec<u8>>, String> {
+            self.opt_text(at).map(|v| v.map(String::into_bytes))
         }
-        fn int(&self, col: &str) -> Result<i64, String> {
-            self.opt_int(col)?.ok_or(format!("{col} is null"))
+        fn int(&self, at: usize) -> Result<i64, String> {
+            self.opt_int(at)?.ok_or(format!("{at} is null"))
         }
-        fn opt_int(&self, col: &str) -> Result<Option<i64>, String> {
-            match self.get(col)? {
+        fn opt_int(&self, at: usize) -> Result<Option<i64>, String> {
+            match self.get(at)? {
                 Value::Null => Ok(None),
                 Value::Int(n) => Ok(Some(n)),
-                Value::Text(_) => Err(format!("{col} is not an integer")),
+                Value::Text(_) => Err(format!("{at} is not an integer")),
             }
         }
-        fn flag(&self, col: &str) -> Result<bool, String> {
-            self.int(col).map(|n| n != 0)
+        fn flag(&self, at: usize) -> Result<bool, String> {
+            self.int(at).map(|n| n != 0)
         }
-        fn corrupt(&self, col: &str, message: String) -> String {
-            format!("corrupt {col}: {message}")
+        fn corrupt(&self, at: usize, name: &str, message: String) -> String {
+            format!("corrupt {name} (column {at}): {message}")
         }
     }
 
     fn user(version: i64) -> Row {
         Row::default()
-            .with("u_id", Value::Text("u1"))
-            .with("username", Value::Text("Alice"))
-            .with("username_key", Value::Text("alice"))
-            .with("password_hash", Value::Text("$argon2id$x"))
-            .with("password_version", Value::Int(version))
-            .with("u_created_at", Value::Int(1_800_000_000_250))
-            .with("disabled_at", Value::Null)
+            .with(Value::Text("u1"))
+            .with(Value::Text("Alice"))
+            .with(Value::Text("alice"))
+            .with(Value::Text("$argon2id$x"))
+            .with(Value::Int(version))
+            .with(Value::Int(1_800_000_000_250))
+            .with(Value::Null)
     }
 
     #[test]
@@ -299,7 +386,7 @@ mod tests {
     fn a_negative_counter_is_corrupt() {
         assert_eq!(
             user_of(&user(-1)),
-            Err("corrupt password_version: negative password_version -1".to_owned())
+            Err("corrupt password_version (column 4): negative password_version -1".to_owned())
         );
     }
 
@@ -314,8 +401,8 @@ mod tests {
     fn answer(refusals: i64) -> Result<LoginAttempt, String> {
         login_attempt_of(
             &Row::default()
-                .with("refusals", Value::Int(refusals))
-                .with("window_started_at", Value::Int(1_000)),
+                .with(Value::Int(1_000))
+                .with(Value::Int(refusals)),
         )
     }
 

@@ -2,7 +2,7 @@
 
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::store::StoreResult;
-use latchkey_store_sql::{audit_of, ms};
+use latchkey_store_sql::{audit_cols, audit_of, ms};
 use rusqlite::{params, Connection};
 
 use crate::SqliteStore;
@@ -32,9 +32,13 @@ pub(crate) async fn append(store: &SqliteStore, record: &AuditRecord) -> StoreRe
 pub(crate) async fn recent(store: &SqliteStore, limit: u32) -> StoreResult<Vec<AuditRecord>> {
     store
         .scan(move |conn| {
-            conn.prepare_cached("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?1")?
-                .query_map([i64::from(limit)], |row| audit_of(row))?
-                .collect()
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                audit_cols!(),
+                " FROM audit_log ORDER BY id DESC LIMIT ?1"
+            ))?
+            .query_map([i64::from(limit)], |row| audit_of(row))?
+            .collect()
         })
         .await
 }

@@ -1,7 +1,7 @@
 //! OAuth clients.
 
 use latchkey_core::store::{ClientRecord, StoreResult};
-use latchkey_store_sql::{client_of, ms};
+use latchkey_store_sql::{client_cols, client_of, ms};
 use rusqlite::{params, OptionalExtension};
 
 use crate::SqliteStore;
@@ -23,9 +23,13 @@ pub(crate) async fn get(store: &SqliteStore, id: &str) -> StoreResult<Option<Cli
     let id = id.to_owned();
     store
         .read(move |conn| {
-            conn.prepare_cached("SELECT * FROM clients WHERE id = ?1")?
-                .query_row([id], |row| client_of(row))
-                .optional()
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                client_cols!(),
+                " FROM clients WHERE id = ?1"
+            ))?
+            .query_row([id], |row| client_of(row))
+            .optional()
         })
         .await
 }
@@ -33,9 +37,13 @@ pub(crate) async fn get(store: &SqliteStore, id: &str) -> StoreResult<Option<Cli
 pub(crate) async fn list(store: &SqliteStore) -> StoreResult<Vec<ClientRecord>> {
     store
         .scan(|conn| {
-            conn.prepare_cached("SELECT * FROM clients ORDER BY id")?
-                .query_map([], |row| client_of(row))?
-                .collect()
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                client_cols!(),
+                " FROM clients ORDER BY id"
+            ))?
+            .query_map([], |row| client_of(row))?
+            .collect()
         })
         .await
 }

@@ -3,7 +3,7 @@
 
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::store::StoreResult;
-use latchkey_store_sql::{key_of, ms, opt_ms};
+use latchkey_store_sql::{key_cols, key_of, ms, opt_ms};
 use rusqlite::params;
 use time::OffsetDateTime;
 
@@ -36,9 +36,13 @@ pub(crate) async fn insert(store: &SqliteStore, key: &KeyRecord) -> StoreResult<
 pub(crate) async fn list(store: &SqliteStore) -> StoreResult<Vec<KeyRecord>> {
     store
         .scan(|conn| {
-            conn.prepare_cached("SELECT * FROM signing_keys ORDER BY activates_at, created_at")?
-                .query_map([], |row| key_of(row))?
-                .collect()
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                key_cols!(),
+                " FROM signing_keys ORDER BY activates_at, created_at"
+            ))?
+            .query_map([], |row| key_of(row))?
+            .collect()
         })
         .await
 }

@@ -10,39 +10,38 @@ use crate::SqliteStore;
 impl Columns<SqliteStore> for Row<'_> {
     type Error = rusqlite::Error;
 
-    fn text(&self, col: &str) -> rusqlite::Result<String> {
-        self.get(col)
+    fn text(&self, at: usize) -> rusqlite::Result<String> {
+        self.get(at)
     }
 
-    fn opt_text(&self, col: &str) -> rusqlite::Result<Option<String>> {
-        self.get(col)
+    fn opt_text(&self, at: usize) -> rusqlite::Result<Option<String>> {
+        self.get(at)
     }
 
-    fn bytes(&self, col: &str) -> rusqlite::Result<Vec<u8>> {
-        self.get(col)
+    fn bytes(&self, at: usize) -> rusqlite::Result<Vec<u8>> {
+        self.get(at)
     }
 
-    fn opt_bytes(&self, col: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-        self.get(col)
+    fn opt_bytes(&self, at: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+        self.get(at)
     }
 
-    fn int(&self, col: &str) -> rusqlite::Result<i64> {
-        self.get(col)
+    fn int(&self, at: usize) -> rusqlite::Result<i64> {
+        self.get(at)
     }
 
-    fn opt_int(&self, col: &str) -> rusqlite::Result<Option<i64>> {
-        self.get(col)
+    fn opt_int(&self, at: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(at)
     }
 
-    fn flag(&self, col: &str) -> rusqlite::Result<bool> {
-        self.get(col)
+    fn flag(&self, at: usize) -> rusqlite::Result<bool> {
+        self.get(at)
     }
 
     /// A conversion failure, which `store_error` answers as `Corrupt`.
-    fn corrupt(&self, col: &str, message: String) -> rusqlite::Error {
-        let index = self.as_ref().column_index(col).unwrap_or_default();
-        let found = self.get_ref(index).map_or(Type::Null, |v| v.data_type());
-        rusqlite::Error::FromSqlConversionFailure(index, found, message.into())
+    fn corrupt(&self, at: usize, name: &str, message: String) -> rusqlite::Error {
+        let found = self.get_ref(at).map_or(Type::Null, |v| v.data_type());
+        rusqlite::Error::FromSqlConversionFailure(at, found, format!("{name}: {message}").into())
     }
 }
 

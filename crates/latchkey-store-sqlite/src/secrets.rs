@@ -52,24 +52,36 @@ fn key_file(path: &Path, candidate: &[u8]) -> StoreResult<Vec<u8>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(unreadable(e)),
     }
-    let created = std::fs::OpenOptions::new()
+    // Written whole under another name, then linked into place: a reader
+    // (another process starting now) sees no file or all of it, never a
+    // partial one, and the link fails if someone else's came first.
+    let suffix = random_bytes::<8>()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(format!(".{suffix}.tmp"));
+    let staging = std::path::PathBuf::from(staging);
+    let failed = |e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+    };
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path);
-    match created {
-        Ok(mut file) => {
-            let written = file.write_all(candidate).and_then(|()| file.sync_all());
-            written.map_err(|e| {
-                StoreError::Unavailable(format!("cannot write {}: {e}", path.display()))
-            })?;
-            Ok(candidate.to_vec())
-        }
+        .open(&staging)
+        .and_then(|mut file| file.write_all(candidate).and_then(|()| file.sync_all()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&staging);
+        return Err(failed(e));
+    }
+    let linked = std::fs::hard_link(&staging, path);
+    let _ = std::fs::remove_file(&staging);
+    match linked {
+        Ok(()) => Ok(candidate.to_vec()),
         // Another process made it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(path, candidate),
-        Err(e) => Err(StoreError::Unavailable(format!(
-            "cannot create {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(failed(e)),
     }
 }

@@ -5,7 +5,6 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::store::{
     Advance, DeadSessions, RevokeScope, SessionRecord, SessionWithUser, SessionsPruned, StoreResult,
 };
-use latchkey_core::SessionId;
 use latchkey_store_sql::{ms, opt_ms, session_cols, session_of, session_with_user_of, user_cols};
 use rusqlite::{params, Connection, OptionalExtension};
 use time::OffsetDateTime;
@@ -26,10 +25,10 @@ pub(crate) enum Revoke {
 impl From<RevokeScope<'_>> for Revoke {
     fn from(scope: RevokeScope<'_>) -> Self {
         match scope {
-            RevokeScope::One(id) => Self::One(id.to_string()),
+            RevokeScope::One(id) => Self::One(id.as_str().to_owned()),
             RevokeScope::User { user_id, except } => Self::User {
-                user_id: user_id.to_string(),
-                except: except.map(SessionId::to_string),
+                user_id: user_id.as_str().to_owned(),
+                except: except.map(|id| id.as_str().to_owned()),
             },
         }
     }

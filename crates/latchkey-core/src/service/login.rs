@@ -165,6 +165,6 @@ impl Service {
                 .ip(&ctx.ip),
         )
         .await;
-        self.issue(&session, &user, now)
+        self.issue(session, user, now)
     }
 }

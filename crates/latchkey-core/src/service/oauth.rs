@@ -219,8 +219,8 @@ impl Service {
             let session = &found.session;
             return Ok(Introspection {
                 active: true,
-                sub: Some(found.user.id.to_string()),
-                sid: Some(session.id.to_string()),
+                sub: Some(found.user.id.as_str().to_owned()),
+                sid: Some(session.id.as_str().to_owned()),
                 exp: Some(self.session_expires_at(session).unix_timestamp()),
                 iat: Some(
                     session

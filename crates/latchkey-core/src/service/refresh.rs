@@ -76,7 +76,7 @@ impl Service {
         {
             Advance::Advanced(advanced) => {
                 self.log_audit(&audit);
-                self.issue(&advanced, &user, now)
+                self.issue(*advanced, user, now)
             }
             Advance::Lost => {
                 // Another request won the race: decide on what it left.
@@ -119,7 +119,7 @@ impl Service {
                     .ip(&ctx.ip),
             )
             .await;
-            return self.issue(&session, &user, now);
+            return self.issue(session, user, now);
         }
         let (event, case) = if previous {
             (AuditEvent::ReuseLateRetry, "late_retry")
@@ -187,8 +187,8 @@ impl Service {
     /// A pair for the session at its current generation.
     pub(super) fn issue(
         &self,
-        session: &SessionRecord,
-        user: &UserRecord,
+        session: SessionRecord,
+        user: UserRecord,
         now: OffsetDateTime,
     ) -> Result<Issued, ServiceError> {
         let claims = self.access_claims(
@@ -205,7 +205,7 @@ impl Service {
             &session.salt,
             session.generation,
         );
-        let expires_at = self.session_expires_at(session);
+        let expires_at = self.session_expires_at(&session);
         let refresh_lifetime = round_up_secs((expires_at - now).unsigned_abs());
         Ok(Issued {
             access_token,

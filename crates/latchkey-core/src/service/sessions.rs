@@ -74,10 +74,11 @@ impl Service {
             return Err(ServiceError::InvalidToken("session of another user"));
         }
         self.check_live(&found, now)?;
+        let expires_at = self.session_expires_at(&found.session);
         Ok(Authenticated {
             claims,
-            user: UserView::from(&found.user),
-            session: SessionView::of(&found.session, self.session_expires_at(&found.session)),
+            user: UserView::from(found.user),
+            session: SessionView::of(found.session, expires_at),
         })
     }
 
@@ -160,8 +161,11 @@ impl Service {
             .store
             .live_sessions(user_id, now, idle_since)
             .await?
-            .iter()
-            .map(|s| SessionView::of(s, self.session_expires_at(s)))
+            .into_iter()
+            .map(|s| {
+                let expires_at = self.session_expires_at(&s);
+                SessionView::of(s, expires_at)
+            })
             .collect())
     }
 

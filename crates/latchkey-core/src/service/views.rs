@@ -28,6 +28,17 @@ impl From<&UserRecord> for UserView {
     }
 }
 
+impl From<UserRecord> for UserView {
+    fn from(u: UserRecord) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            created_at: u.created_at,
+            disabled: u.disabled_at.is_some(),
+        }
+    }
+}
+
 /// A session: one login on one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionView {
@@ -45,17 +56,18 @@ pub struct SessionView {
 }
 
 impl SessionView {
-    pub(crate) fn of(s: &SessionRecord, expires_at: OffsetDateTime) -> Self {
+    /// The view of a session record it consumes (the hot paths own theirs).
+    pub(crate) fn of(s: SessionRecord, expires_at: OffsetDateTime) -> Self {
         Self {
-            id: s.id.clone(),
-            user_id: s.user_id.clone(),
-            client_id: s.client_id.clone(),
-            scope: s.scope.clone(),
+            id: s.id,
+            user_id: s.user_id,
+            client_id: s.client_id,
+            scope: s.scope,
             created_at: s.created_at,
             last_used_at: s.last_used_at,
             expires_at,
-            user_agent: s.user_agent.clone(),
-            ip: s.ip.clone(),
+            user_agent: s.user_agent,
+            ip: s.ip,
         }
     }
 }

@@ -53,7 +53,7 @@ fn issued_response(app: &AppState, issued: &Issued) -> Response {
         access_token: issued.access_token.clone(),
         token_type: "Bearer".into(),
         expires_in: issued.expires_in.as_secs(),
-        session_id: issued.session.id.to_string(),
+        session_id: issued.session.id.as_str().to_owned(),
         user: views::user(&issued.user),
     };
     let mut response = Json(body).into_response();

@@ -1,6 +1,8 @@
 //! Extractors: JSON bodies with the contract's error codes, the request
 //! context, and the access-token check (with CSRF for cookies).
 
+use std::net::SocketAddr;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -9,7 +11,6 @@ use latchkey_core::service::{Authenticated, RequestContext};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::listener::Peer;
 use super::{client_ip, cookies, AppState};
 use crate::config::origin_of;
 
@@ -50,8 +51,8 @@ where
         let app = AppState::from_ref(state);
         let peer = parts
             .extensions
-            .get::<ConnectInfo<Peer>>()
-            .map(|ConnectInfo(peer)| peer.addr.ip())
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip())
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let ip = client_ip::client_ip(peer, &parts.headers, &app.http.trusted_proxies);
         let user_agent = parts

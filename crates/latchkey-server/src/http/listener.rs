@@ -10,6 +10,7 @@
 //! each connection is tracked here instead, from the bytes it reads and
 //! from the requests the router sees begin and end.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -19,9 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request};
-use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::{IncomingStream, Listener};
 use http_body::{Frame, SizeHint};
@@ -326,40 +325,68 @@ impl AsyncWrite for GuardedStream {
     }
 }
 
-/// Who is on the other end of a request's connection: the peer's address,
-/// and the connection's phase (absent when the router is served otherwise).
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    conn: Option<Arc<ConnState>>,
+/// Makes, for each connection, the service that serves its requests: the
+/// app, told of the peer's address (`ConnectInfo<SocketAddr>`), with the
+/// connection marked busy from the moment a request reaches it until its
+/// response body has been sent (or dropped).
+#[derive(Clone)]
+pub struct MakeTracked<S> {
+    pub app: S,
 }
 
-impl Connected<IncomingStream<'_, GuardedListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, GuardedListener>) -> Self {
-        Self {
-            addr: *stream.remote_addr(),
-            conn: Some(stream.io().state.clone()),
-        }
+impl<S: Clone> tower::Service<IncomingStream<'_, GuardedListener>> for MakeTracked<S> {
+    type Response = Tracked<S>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Tracked<S>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: IncomingStream<'_, GuardedListener>) -> Self::Future {
+        std::future::ready(Ok(Tracked {
+            app: self.app.clone(),
+            peer: *stream.remote_addr(),
+            conn: stream.io().state.clone(),
+        }))
     }
 }
 
-/// Marks the connection busy from the moment a request reaches the router
-/// until its response body has been sent (or dropped).
-pub async fn track_requests(request: Request, next: Next) -> Response {
-    let conn = request
-        .extensions()
-        .get::<ConnectInfo<Peer>>()
-        .and_then(|ConnectInfo(peer)| peer.conn.clone());
-    let Some(conn) = conn else {
-        return next.run(request).await;
-    };
-    let in_flight = conn.request_started();
-    next.run(request).await.map(|body| {
-        Body::new(TrackedBody {
-            inner: body,
-            _in_flight: in_flight,
+/// One connection's service (see [`MakeTracked`]).
+#[derive(Clone)]
+pub struct Tracked<S> {
+    app: S,
+    peer: SocketAddr,
+    conn: Arc<ConnState>,
+}
+
+impl<S> tower::Service<Request> for Tracked<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.app.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let in_flight = self.conn.request_started();
+        let answer = self.app.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(response.map(|body| {
+                Body::new(TrackedBody {
+                    inner: body,
+                    _in_flight: in_flight,
+                })
+            }))
         })
-    })
+    }
 }
 
 /// A response body that keeps its request in flight until it is dropped.

@@ -17,7 +17,7 @@ pub mod views;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -55,6 +55,7 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let body_timeout = state.http.body_timeout;
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(
             state
@@ -75,9 +76,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .with_state(state)
-        .layer(middleware::from_fn(contract_errors))
+        .layer(middleware::from_fn(move |request, next| {
+            contract_errors(body_timeout, request, next)
+        }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors)
         .layer(
@@ -89,7 +91,6 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
-        .layer(middleware::from_fn(listener::track_requests))
 }
 
 static REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -145,9 +146,11 @@ async fn observe(State(app): State<AppState>, request: Request, next: Next) -> R
     response
 }
 
-/// Gives the contract's JSON body to the answers axum makes itself (405),
-/// and refuses declared over-long bodies before any handler runs.
-async fn contract_errors(request: Request, next: Next) -> Response {
+/// The transport rules around every handler: a declared over-long body is
+/// refused before anything runs; the whole body (at most 64 KiB) is read
+/// within `body_timeout` of the head, else 408 and the connection closes;
+/// and the answers axum makes itself (405) get the contract's JSON body.
+async fn contract_errors(body_timeout: Duration, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -156,6 +159,10 @@ async fn contract_errors(request: Request, next: Next) -> Response {
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return ApiError::PayloadTooLarge.into_response();
     }
+    let request = match read_body(body_timeout, request).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
     let response = next.run(request).await;
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && !response.headers().contains_key(header::CONTENT_TYPE)
@@ -170,35 +177,32 @@ async fn contract_errors(request: Request, next: Next) -> Response {
     response
 }
 
-/// Reads the whole body (at most 64 KiB) before any handler runs, within
-/// `body_timeout` of the head: a client that trickles its body gets 408 and
-/// the connection closes.
-async fn read_body(State(app): State<AppState>, request: Request, next: Next) -> Response {
+/// The request with its whole body in memory, or the answer that refuses it.
+async fn read_body(body_timeout: Duration, request: Request) -> Result<Request, Response> {
+    // Nothing to wait for (a GET, a refresh): no buffer, no timer.
+    if request.body().is_end_stream() {
+        return Ok(request);
+    }
     let (parts, body) = request.into_parts();
     let limited = http_body_util::Limited::new(body, MAX_BODY);
-    let collected = tokio::time::timeout(
-        app.http.body_timeout,
-        http_body_util::BodyExt::collect(limited),
-    )
-    .await;
-    let bytes = match collected {
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let collected =
+        tokio::time::timeout(body_timeout, http_body_util::BodyExt::collect(limited)).await;
+    match collected {
+        Ok(Ok(collected)) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return ApiError::PayloadTooLarge.into_response()
+            Err(ApiError::PayloadTooLarge.into_response())
         }
         Ok(Err(_)) => {
-            return ApiError::bad_request("the request body could not be read").into_response()
+            Err(ApiError::bad_request("the request body could not be read").into_response())
         }
         Err(_) => {
-            let mut response = ApiError::RequestTimeout(app.http.body_timeout).into_response();
+            let mut response = ApiError::RequestTimeout(body_timeout).into_response();
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            Err(response)
         }
-    };
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    }
 }
 
 /// `Cache-Control: no-store` and `Pragma: no-cache` for answers that carry tokens.

@@ -7,7 +7,7 @@ use latchkey_proto::{Session, User};
 
 pub fn user(u: &UserView) -> User {
     User {
-        id: u.id.to_string(),
+        id: u.id.as_str().to_owned(),
         username: u.username.clone(),
         created_at: rfc3339(u.created_at),
     }
@@ -15,7 +15,7 @@ pub fn user(u: &UserView) -> User {
 
 pub fn session(s: &SessionView, current_sid: Option<&SessionId>) -> Session {
     Session {
-        id: s.id.to_string(),
+        id: s.id.as_str().to_owned(),
         created_at: rfc3339(s.created_at),
         last_used_at: rfc3339(s.last_used_at),
         expires_at: rfc3339(s.expires_at),
