@@ -127,22 +127,13 @@ impl AttackStats {
 
     /// `404: 10, transport: 1`.
     pub fn answers(&self) -> String {
-        let mut parts: Vec<String> = self
-            .statuses
-            .iter()
-            .map(|(s, n)| format!("{s}: {n}"))
-            .collect();
-        if self.transport_errors > 0 {
-            parts.push(format!("transport error: {}", self.transport_errors));
-        }
-        if self.timeouts > 0 {
-            parts.push(format!("no answer: {}", self.timeouts));
-        }
-        if parts.is_empty() {
-            "none".to_owned()
-        } else {
-            parts.join(", ")
-        }
+        crate::report::status_summary(
+            &self.statuses,
+            &[
+                ("transport error", self.transport_errors),
+                ("no answer", self.timeouts),
+            ],
+        )
     }
 }
 

@@ -195,22 +195,13 @@ impl KindStats {
 
     /// `503: 3, transport: 1` or `none`.
     pub fn error_summary(&self) -> String {
-        let mut parts: Vec<String> = self
-            .statuses
-            .iter()
-            .map(|(s, n)| format!("{s}: {n}"))
-            .collect();
-        if self.transport_errors > 0 {
-            parts.push(format!("transport: {}", self.transport_errors));
-        }
-        if self.timeouts > 0 {
-            parts.push(format!("time-out: {}", self.timeouts));
-        }
-        if parts.is_empty() {
-            "none".to_owned()
-        } else {
-            parts.join(", ")
-        }
+        crate::report::status_summary(
+            &self.statuses,
+            &[
+                ("transport", self.transport_errors),
+                ("time-out", self.timeouts),
+            ],
+        )
     }
 }
 

@@ -362,6 +362,29 @@ pub fn markdown(text: &str) -> Result<String> {
     Ok(out)
 }
 
+/// `404: 10, transport: 1` (statuses, then the other counts that are not
+/// zero), or `none`.
+pub fn status_summary(
+    statuses: &std::collections::BTreeMap<u16, u64>,
+    others: &[(&str, u64)],
+) -> String {
+    let parts: Vec<String> = statuses
+        .iter()
+        .map(|(status, n)| format!("{status}: {n}"))
+        .chain(
+            others
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(what, n)| format!("{what}: {n}")),
+        )
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,21 +23,8 @@ pub(crate) async fn insert(store: &PostgresStore, c: &ClientRecord) -> StoreResu
 }
 
 pub(crate) async fn get(store: &PostgresStore, id: &str) -> StoreResult<Option<ClientRecord>> {
-    store
-        .bounded(async {
-            sqlx::query(concat!(
-                "SELECT ",
-                client_cols!(),
-                " FROM clients WHERE id = $1"
-            ))
-            .bind(id)
-            .fetch_optional(&store.pool)
-            .await?
-            .as_ref()
-            .map(client_of)
-            .transpose()
-        })
-        .await
+    const SELECT: &str = concat!("SELECT ", client_cols!(), " FROM clients WHERE id = $1");
+    store.one(SELECT, id, client_of).await
 }
 
 pub(crate) async fn list(store: &PostgresStore) -> StoreResult<Vec<ClientRecord>> {

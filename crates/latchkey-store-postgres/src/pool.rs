@@ -168,6 +168,25 @@ impl PostgresStore {
         .await
     }
 
+    /// The row `select` finds by its one text parameter, if any.
+    pub(crate) async fn one<T>(
+        &self,
+        select: &'static str,
+        key: &str,
+        map: fn(&sqlx::postgres::PgRow) -> Result<T, sqlx::Error>,
+    ) -> StoreResult<Option<T>> {
+        self.bounded(async {
+            sqlx::query(select)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(map)
+                .transpose()
+        })
+        .await
+    }
+
     /// Runs one operation under the client-side deadline.
     pub(crate) async fn bounded<T>(
         &self,

@@ -90,44 +90,26 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn get(store: &PostgresStore, id: &str) -> StoreResult<Option<SessionRecord>> {
-    store
-        .bounded(async {
-            sqlx::query(concat!(
-                "SELECT ",
-                session_cols!(),
-                " FROM sessions s WHERE s.id = $1"
-            ))
-            .bind(id)
-            .fetch_optional(&store.pool)
-            .await?
-            .as_ref()
-            .map(session_of)
-            .transpose()
-        })
-        .await
+    const SELECT: &str = concat!(
+        "SELECT ",
+        session_cols!(),
+        " FROM sessions s WHERE s.id = $1"
+    );
+    store.one(SELECT, id, session_of).await
 }
 
 pub(crate) async fn with_user(
     store: &PostgresStore,
     id: &str,
 ) -> StoreResult<Option<SessionWithUser>> {
-    store
-        .bounded(async {
-            sqlx::query(concat!(
-                "SELECT ",
-                session_cols!(),
-                ", ",
-                user_cols!(),
-                " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
-            ))
-            .bind(id)
-            .fetch_optional(&store.pool)
-            .await?
-            .as_ref()
-            .map(session_with_user_of)
-            .transpose()
-        })
-        .await
+    const SELECT: &str = concat!(
+        "SELECT ",
+        session_cols!(),
+        ", ",
+        user_cols!(),
+        " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+    );
+    store.one(SELECT, id, session_with_user_of).await
 }
 
 pub(crate) async fn advance_generation(

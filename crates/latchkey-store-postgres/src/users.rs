@@ -35,39 +35,17 @@ pub(crate) async fn by_key(
     store: &PostgresStore,
     username_key: &str,
 ) -> StoreResult<Option<UserRecord>> {
-    store
-        .bounded(async {
-            sqlx::query(concat!(
-                "SELECT ",
-                user_cols!(),
-                " FROM users u WHERE u.username_key = $1"
-            ))
-            .bind(username_key)
-            .fetch_optional(&store.pool)
-            .await?
-            .as_ref()
-            .map(user_of)
-            .transpose()
-        })
-        .await
+    const SELECT: &str = concat!(
+        "SELECT ",
+        user_cols!(),
+        " FROM users u WHERE u.username_key = $1"
+    );
+    store.one(SELECT, username_key, user_of).await
 }
 
 pub(crate) async fn by_id(store: &PostgresStore, id: &str) -> StoreResult<Option<UserRecord>> {
-    store
-        .bounded(async {
-            sqlx::query(concat!(
-                "SELECT ",
-                user_cols!(),
-                " FROM users u WHERE u.id = $1"
-            ))
-            .bind(id)
-            .fetch_optional(&store.pool)
-            .await?
-            .as_ref()
-            .map(user_of)
-            .transpose()
-        })
-        .await
+    const SELECT: &str = concat!("SELECT ", user_cols!(), " FROM users u WHERE u.id = $1");
+    store.one(SELECT, id, user_of).await
 }
 
 pub(crate) async fn list(store: &PostgresStore) -> StoreResult<Vec<UserRecord>> {

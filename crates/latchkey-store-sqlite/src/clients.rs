@@ -2,7 +2,7 @@
 
 use latchkey_core::store::{ClientRecord, StoreResult};
 use latchkey_store_sql::{client_cols, client_of, ms};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use crate::SqliteStore;
 
@@ -20,18 +20,8 @@ pub(crate) async fn insert(store: &SqliteStore, client: &ClientRecord) -> StoreR
 }
 
 pub(crate) async fn get(store: &SqliteStore, id: &str) -> StoreResult<Option<ClientRecord>> {
-    let id = id.to_owned();
-    store
-        .read(move |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                client_cols!(),
-                " FROM clients WHERE id = ?1"
-            ))?
-            .query_row([id], |row| client_of(row))
-            .optional()
-        })
-        .await
+    const SELECT: &str = concat!("SELECT ", client_cols!(), " FROM clients WHERE id = ?1");
+    store.one(SELECT, id, |row| client_of(row)).await
 }
 
 pub(crate) async fn list(store: &SqliteStore) -> StoreResult<Vec<ClientRecord>> {

@@ -282,6 +282,22 @@ impl SqliteStore {
         self.readers.with(f)
     }
 
+    /// The row `select` finds by its one text parameter, if any.
+    pub(crate) async fn one<T: Send + 'static>(
+        &self,
+        select: &'static str,
+        key: &str,
+        map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Option<T>> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            rusqlite::OptionalExtension::optional(
+                conn.prepare_cached(select)?.query_row([key], map),
+            )
+        })
+        .await
+    }
+
     /// A read that may visit many rows: on the blocking pool, so that it
     /// never holds an async worker for longer than a hand-off.
     pub(crate) async fn scan<T: Send + 'static>(

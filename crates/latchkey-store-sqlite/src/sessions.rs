@@ -97,39 +97,26 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn get(store: &SqliteStore, id: &str) -> StoreResult<Option<SessionRecord>> {
-    let id = id.to_owned();
-    store
-        .read(move |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                session_cols!(),
-                " FROM sessions s WHERE s.id = ?1"
-            ))?
-            .query_row([id], |row| session_of(row))
-            .optional()
-        })
-        .await
+    const SELECT: &str = concat!(
+        "SELECT ",
+        session_cols!(),
+        " FROM sessions s WHERE s.id = ?1"
+    );
+    store.one(SELECT, id, |row| session_of(row)).await
 }
 
 pub(crate) async fn with_user(
     store: &SqliteStore,
     id: &str,
 ) -> StoreResult<Option<SessionWithUser>> {
-    let id = id.to_owned();
-    store
-        .read(move |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                session_cols!(),
-                ", ",
-                user_cols!(),
-                " FROM sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.id = ?1"
-            ))?
-            .query_row([id], |row| session_with_user_of(row))
-            .optional()
-        })
-        .await
+    const SELECT: &str = concat!(
+        "SELECT ",
+        session_cols!(),
+        ", ",
+        user_cols!(),
+        " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1"
+    );
+    store.one(SELECT, id, |row| session_with_user_of(row)).await
 }
 
 /// The refresh compare-and-swap; the audit row is written in the same

@@ -2,7 +2,7 @@
 
 use latchkey_core::store::{RevokeScope, StoreResult, UserRecord};
 use latchkey_store_sql::{ms, opt_ms, user_cols, user_of};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use time::OffsetDateTime;
 
 use crate::row::i64_param;
@@ -35,33 +35,17 @@ pub(crate) async fn by_key(
     store: &SqliteStore,
     username_key: &str,
 ) -> StoreResult<Option<UserRecord>> {
-    let key = username_key.to_owned();
-    store
-        .read(move |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                user_cols!(),
-                " FROM users u WHERE u.username_key = ?1"
-            ))?
-            .query_row([key], |row| user_of(row))
-            .optional()
-        })
-        .await
+    const SELECT: &str = concat!(
+        "SELECT ",
+        user_cols!(),
+        " FROM users u WHERE u.username_key = ?1"
+    );
+    store.one(SELECT, username_key, |row| user_of(row)).await
 }
 
 pub(crate) async fn by_id(store: &SqliteStore, id: &str) -> StoreResult<Option<UserRecord>> {
-    let id = id.to_owned();
-    store
-        .read(move |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                user_cols!(),
-                " FROM users u WHERE u.id = ?1"
-            ))?
-            .query_row([id], |row| user_of(row))
-            .optional()
-        })
-        .await
+    const SELECT: &str = concat!("SELECT ", user_cols!(), " FROM users u WHERE u.id = ?1");
+    store.one(SELECT, id, |row| user_of(row)).await
 }
 
 pub(crate) async fn list(store: &SqliteStore) -> StoreResult<Vec<UserRecord>> {
