@@ -30,6 +30,8 @@ pub enum AuditEvent {
     KeyRetired,
     /// Keys no live token can need, deleted by the prune job.
     KeyDeleted,
+    /// An OAuth client removed, and its sessions revoked.
+    ClientRemoved,
 }
 
 impl AuditEvent {
@@ -53,6 +55,7 @@ impl AuditEvent {
             Self::KeyRotated => "key_rotated",
             Self::KeyRetired => "key_retired",
             Self::KeyDeleted => "key_deleted",
+            Self::ClientRemoved => "client_removed",
         }
     }
 }

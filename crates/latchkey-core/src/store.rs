@@ -342,8 +342,10 @@ pub trait Store: Send + Sync + 'static {
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>>;
     /// Ordered by id.
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
-    /// Answers whether there was such a client.
-    async fn remove_client(&self, id: &str) -> StoreResult<bool>;
+    /// Removes a client and, in the same transaction, revokes every live
+    /// session it opened (at `now`, reason `client_removed`). Answers
+    /// whether there was such a client.
+    async fn remove_client(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
 
     // Pruning, in batches so that no call holds the database for long.
     /// Looks at the next `batch` sessions by id after `after` and deletes

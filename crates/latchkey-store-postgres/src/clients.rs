@@ -2,6 +2,7 @@
 
 use latchkey_core::store::{ClientRecord, StoreResult};
 use latchkey_store_sql::{client_cols, client_of, ms};
+use time::OffsetDateTime;
 
 use crate::PostgresStore;
 
@@ -44,13 +45,28 @@ pub(crate) async fn list(store: &PostgresStore) -> StoreResult<Vec<ClientRecord>
         .await
 }
 
-pub(crate) async fn remove(store: &PostgresStore, id: &str) -> StoreResult<bool> {
+/// A removed client's sessions die with it, in the same transaction.
+pub(crate) async fn remove(
+    store: &PostgresStore,
+    id: &str,
+    now: OffsetDateTime,
+) -> StoreResult<bool> {
     store
         .bounded(async {
+            let mut tx = store.pool.begin().await?;
             let done = sqlx::query("DELETE FROM clients WHERE id = $1")
                 .bind(id)
-                .execute(&store.pool)
+                .execute(&mut *tx)
                 .await?;
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoked_reason = 'client_removed' \
+                 WHERE client_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
             Ok(done.rows_affected() > 0)
         })
         .await

@@ -3,6 +3,7 @@
 use latchkey_core::store::{ClientRecord, StoreResult};
 use latchkey_store_sql::{client_cols, client_of, ms};
 use rusqlite::params;
+use time::OffsetDateTime;
 
 use crate::SqliteStore;
 
@@ -38,14 +39,25 @@ pub(crate) async fn list(store: &SqliteStore) -> StoreResult<Vec<ClientRecord>> 
         .await
 }
 
-pub(crate) async fn remove(store: &SqliteStore, id: &str) -> StoreResult<bool> {
+/// A removed client's sessions die with it, in the same savepoint.
+pub(crate) async fn remove(
+    store: &SqliteStore,
+    id: &str,
+    now: OffsetDateTime,
+) -> StoreResult<bool> {
     let id = id.to_owned();
     store
         .write(move |conn| {
-            Ok(conn
+            let found = conn
                 .prepare_cached("DELETE FROM clients WHERE id = ?1")?
-                .execute([id])?
-                > 0)
+                .execute([&id])?
+                > 0;
+            conn.prepare_cached(
+                "UPDATE sessions SET revoked_at = ?1, revoked_reason = 'client_removed' \
+                 WHERE client_id = ?2 AND revoked_at IS NULL",
+            )?
+            .execute(params![ms(now), id])?;
+            Ok(found)
         })
         .await
 }

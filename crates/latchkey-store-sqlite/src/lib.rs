@@ -192,8 +192,8 @@ impl Store for SqliteStore {
         clients::list(self).await
     }
 
-    async fn remove_client(&self, id: &str) -> StoreResult<bool> {
-        clients::remove(self, id).await
+    async fn remove_client(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        clients::remove(self, id, now).await
     }
 
     async fn prune_sessions(

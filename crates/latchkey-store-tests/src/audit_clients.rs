@@ -65,7 +65,33 @@ pub async fn clients_round_trip(store: Arc<dyn Store>) {
         store.list_clients().await.unwrap(),
         [public.clone(), confidential.clone()]
     );
-    assert!(store.remove_client("reports").await.unwrap());
-    assert!(!store.remove_client("reports").await.unwrap());
+    assert!(store.remove_client("reports", at(30)).await.unwrap());
+    assert!(!store.remove_client("reports", at(40)).await.unwrap());
     assert_eq!(store.list_clients().await.unwrap(), [public]);
+}
+
+/// Removing a client revokes the live sessions it opened, and no other.
+pub async fn removing_a_client_revokes_its_sessions(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    store
+        .insert_client(&ClientRecord {
+            id: "reader".into(),
+            secret_hash: None,
+            scope: String::new(),
+            created_at: at(0),
+        })
+        .await
+        .unwrap();
+    let readers = SessionRecord {
+        client_id: "reader".into(),
+        ..session(&alice.id, 10)
+    };
+    assert!(store.create_session(&readers, 0).await.unwrap());
+    let others = add_session(&*store, &alice.id, 20).await;
+    assert!(store.remove_client("reader", at(30)).await.unwrap());
+    assert_eq!(
+        stored(&*store, &readers.id).await,
+        revoked(&readers, at(30), "client_removed")
+    );
+    assert_eq!(stored(&*store, &others.id).await, others);
 }

@@ -76,6 +76,7 @@ macro_rules! conformance_suite {
             login_attempts_reserved_up_to_the_limit,
             audit_newest_first,
             clients_round_trip,
+            removing_a_client_revokes_its_sessions,
             prune_removes_only_what_cannot_matter,
             prune_sessions_a_batch_at_a_time,
             prune_audit_and_failures_a_batch_at_a_time,

@@ -7,6 +7,7 @@ use base64::Engine;
 use latchkey_proto::Introspection;
 
 use super::{ClientView, Issued, RequestContext, Service};
+use crate::audit::{AuditEvent, AuditRecord};
 use crate::crypto::{random_bytes, B64};
 use crate::error::ServiceError;
 use crate::ids::{SessionId, UserId};
@@ -327,12 +328,18 @@ impl Service {
             .collect())
     }
 
+    /// `latchkey client remove`: the client and every session it opened go.
     pub async fn remove_client(&self, id: &str) -> Result<(), ServiceError> {
-        if self.store.remove_client(id).await? {
-            Ok(())
-        } else {
-            Err(ServiceError::NotFound(format!("no client {id}")))
+        let now = self.now();
+        if !self.store.remove_client(id, now).await? {
+            return Err(ServiceError::NotFound(format!("no client {id}")));
         }
+        self.audit(
+            AuditRecord::new(AuditEvent::ClientRemoved, now)
+                .detail(format!("client_id={id}; its sessions are revoked")),
+        )
+        .await;
+        Ok(())
     }
 }
 

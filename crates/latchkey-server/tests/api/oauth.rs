@@ -543,3 +543,35 @@ async fn introspection_reflects_revocation_at_once() {
         .await;
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_client").await;
 }
+
+#[tokio::test]
+async fn removing_a_client_ends_the_sessions_it_opened() {
+    let app = TestApp::spawn().await;
+    let web = app.user_and_login("alice").await;
+    app.service.add_client("reader", true, "").await.unwrap();
+    let r = app
+        .post("/oauth2/token")
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "reader"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap();
+    assert_eq!(app.me(access).await.status(), StatusCode::OK);
+
+    app.service.remove_client("reader").await.unwrap();
+    let r = app.me(access).await;
+    assert_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    // The user's own session stands.
+    assert_eq!(app.me(&web.access).await.status(), StatusCode::OK);
+    assert!(app
+        .audit_events()
+        .await
+        .contains(&"client_removed".to_owned()));
+}
