@@ -272,14 +272,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     async fn session(&self, id: &SessionId) -> StoreResult<Option<SessionRecord>>;
     async fn session_with_user(&self, id: &SessionId) -> StoreResult<Option<SessionWithUser>>;
-    /// The refresh compare-and-swap: moves a live session from generation
-    /// `from` to `from + 1`, stamping `rotated_at` and `last_used_at` with
-    /// `now`, and appends `audit` in the same transaction when it wins.
+    /// The refresh compare-and-swap: moves a session from generation `from`
+    /// to `from + 1`, stamping `rotated_at` and `last_used_at` with `now`,
+    /// and appends `audit` in the same transaction when it wins. It wins
+    /// only while the session is live: not revoked (disabling a user
+    /// revokes their sessions), not past `absolute_expires_at` at `now`,
+    /// and used after `idle_before`; so the swap alone decides a refresh
+    /// that goes well, without a read before it.
     async fn advance_generation(
         &self,
         id: &SessionId,
         from: u64,
         now: OffsetDateTime,
+        idle_before: OffsetDateTime,
         audit: &AuditRecord,
     ) -> StoreResult<Advance>;
     /// Revokes live sessions; answers how many were live.

@@ -158,9 +158,10 @@ impl Store for PostgresStore {
         id: &SessionId,
         from: u64,
         now: OffsetDateTime,
+        idle_before: OffsetDateTime,
         audit: &AuditRecord,
     ) -> StoreResult<Advance> {
-        sessions::advance_generation(self, id.as_str(), from, now, audit).await
+        sessions::advance_generation(self, id.as_str(), from, now, idle_before, audit).await
     }
 
     async fn revoke_sessions(

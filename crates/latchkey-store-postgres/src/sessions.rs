@@ -117,6 +117,7 @@ pub(crate) async fn advance_generation(
     id: &str,
     from: u64,
     now: OffsetDateTime,
+    idle_before: OffsetDateTime,
     audit: &AuditRecord,
 ) -> StoreResult<Advance> {
     // No session can be at a generation the column cannot hold.
@@ -132,6 +133,7 @@ pub(crate) async fn advance_generation(
                    UPDATE sessions SET generation = generation + 1, rotated_at = $1, \
                    last_used_at = $1 \
                    WHERE id = $2 AND generation = $3 AND revoked_at IS NULL \
+                   AND absolute_expires_at > $1 AND last_used_at > $10 \
                    RETURNING *\
                  ), logged AS (\
                    INSERT INTO audit_log (at, event, user_id, session_id, ip, detail) \
@@ -149,6 +151,7 @@ pub(crate) async fn advance_generation(
             .bind(&audit.session_id)
             .bind(&audit.ip)
             .bind(&audit.detail)
+            .bind(ms(idle_before))
             .fetch_optional(&store.pool)
             .await?;
             Ok(match row {

@@ -94,7 +94,7 @@ async fn nothing_listening_is_unavailable_quickly() {
     let (ping, session, advance, audit) = tokio::join!(
         store.ping(),
         store.session(&sid),
-        store.advance_generation(&sid, 0, at(1), &record),
+        store.advance_generation(&sid, 0, at(1), time::OffsetDateTime::UNIX_EPOCH, &record),
         store.append_audit(&record),
     );
     let took = started.elapsed();
@@ -128,7 +128,13 @@ async fn statement_timeout_bounds_a_lock_wait() {
 
     let started = Instant::now();
     let stuck = store
-        .advance_generation(&session.id, 0, at(1), &refreshed(1))
+        .advance_generation(
+            &session.id,
+            0,
+            at(1),
+            time::OffsetDateTime::UNIX_EPOCH,
+            &refreshed(1),
+        )
         .await;
     let took = started.elapsed();
     assert_unavailable("advance_generation behind a lock", stuck);
@@ -140,7 +146,13 @@ async fn statement_timeout_bounds_a_lock_wait() {
     tx.rollback().await.unwrap();
     assert!(matches!(
         store
-            .advance_generation(&session.id, 0, at(2), &refreshed(2))
+            .advance_generation(
+                &session.id,
+                0,
+                at(2),
+                time::OffsetDateTime::UNIX_EPOCH,
+                &refreshed(2)
+            )
             .await
             .unwrap(),
         Advance::Advanced(_)
@@ -174,7 +186,13 @@ async fn resumes_after_connections_are_cut() {
         let now = i64::try_from(round).unwrap() + 10;
         assert!(matches!(
             store
-                .advance_generation(&session.id, round, at(now), &refreshed(now))
+                .advance_generation(
+                    &session.id,
+                    round,
+                    at(now),
+                    time::OffsetDateTime::UNIX_EPOCH,
+                    &refreshed(now)
+                )
                 .await
                 .unwrap(),
             Advance::Advanced(_)

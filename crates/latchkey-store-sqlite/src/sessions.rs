@@ -126,6 +126,7 @@ pub(crate) async fn advance_generation(
     id: &str,
     from: u64,
     now: OffsetDateTime,
+    idle_before: OffsetDateTime,
     audit: &AuditRecord,
 ) -> StoreResult<Advance> {
     let (id, audit) = (id.to_owned(), audit.clone());
@@ -134,9 +135,13 @@ pub(crate) async fn advance_generation(
             let row = conn
                 .prepare_cached(
                     "UPDATE sessions SET generation = generation + 1, rotated_at = ?1, last_used_at = ?1 \
-                     WHERE id = ?2 AND generation = ?3 AND revoked_at IS NULL RETURNING *",
+                     WHERE id = ?2 AND generation = ?3 AND revoked_at IS NULL \
+                     AND absolute_expires_at > ?1 AND last_used_at > ?4 RETURNING *",
                 )?
-                .query_row(params![ms(now), id, i64_param(from)?], |row| session_of(row))
+                .query_row(
+                    params![ms(now), id, i64_param(from)?, ms(idle_before)],
+                    |row| session_of(row),
+                )
                 .optional()?;
             Ok(match row {
                 Some(session) => {

@@ -66,6 +66,7 @@ macro_rules! conformance_suite {
             session_with_user_joins_its_user,
             advance_generation_moves_once,
             advance_generation_on_revoked_is_lost,
+            advance_generation_on_dead_is_lost,
             revoke_one_session,
             revoke_user_sessions,
             live_sessions_filter_and_order,

@@ -85,7 +85,13 @@ pub async fn advance_generation_moves_once(store: Arc<dyn Store>) {
     };
     assert_eq!(
         store
-            .advance_generation(&s.id, 3, at(60), &refreshed(at(60)))
+            .advance_generation(
+                &s.id,
+                3,
+                at(60),
+                OffsetDateTime::UNIX_EPOCH,
+                &refreshed(at(60))
+            )
             .await
             .unwrap(),
         Advance::Advanced(Box::new(moved.clone()))
@@ -95,14 +101,26 @@ pub async fn advance_generation_moves_once(store: Arc<dyn Store>) {
     // The old generation again, and one not reached yet: both lose, nothing moves.
     assert_eq!(
         store
-            .advance_generation(&s.id, 3, at(61), &refreshed(at(61)))
+            .advance_generation(
+                &s.id,
+                3,
+                at(61),
+                OffsetDateTime::UNIX_EPOCH,
+                &refreshed(at(61))
+            )
             .await
             .unwrap(),
         Advance::Lost
     );
     assert_eq!(
         store
-            .advance_generation(&s.id, 5, at(62), &refreshed(at(62)))
+            .advance_generation(
+                &s.id,
+                5,
+                at(62),
+                OffsetDateTime::UNIX_EPOCH,
+                &refreshed(at(62))
+            )
             .await
             .unwrap(),
         Advance::Lost
@@ -117,7 +135,13 @@ pub async fn advance_generation_moves_once(store: Arc<dyn Store>) {
     };
     assert_eq!(
         store
-            .advance_generation(&s.id, 4, at(70), &refreshed(at(70)))
+            .advance_generation(
+                &s.id,
+                4,
+                at(70),
+                OffsetDateTime::UNIX_EPOCH,
+                &refreshed(at(70))
+            )
             .await
             .unwrap(),
         Advance::Advanced(Box::new(again.clone()))
@@ -129,7 +153,13 @@ pub async fn advance_generation_moves_once(store: Arc<dyn Store>) {
 
     assert_eq!(
         store
-            .advance_generation(&new_session_id(), 0, at(80), &refreshed(at(80)))
+            .advance_generation(
+                &new_session_id(),
+                0,
+                at(80),
+                OffsetDateTime::UNIX_EPOCH,
+                &refreshed(at(80))
+            )
             .await
             .unwrap(),
         Advance::Lost
@@ -146,12 +176,58 @@ pub async fn advance_generation_on_revoked_is_lost(store: Arc<dyn Store>) {
 
     assert_eq!(
         store
-            .advance_generation(&s.id, 0, at(30), &refreshed(at(30)))
+            .advance_generation(
+                &s.id,
+                0,
+                at(30),
+                OffsetDateTime::UNIX_EPOCH,
+                &refreshed(at(30))
+            )
             .await
             .unwrap(),
         Advance::Lost
     );
     assert_eq!(stored(&*store, &s.id).await, revoked(&s, at(20), "logout"));
+}
+
+/// The swap moves only a live session: not one past its absolute expiry,
+/// nor one idle since `idle_before`, nor one of a user disabled since
+/// (disabling revokes); none of them changes.
+pub async fn advance_generation_on_dead_is_lost(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let bob = add_user(&*store, "bob", 0).await;
+    let expired = SessionRecord {
+        absolute_expires_at: at(50),
+        ..session(&alice.id, 10)
+    };
+    assert!(store.create_session(&expired, 0).await.unwrap());
+    let idle = add_session(&*store, &alice.id, 20).await;
+    let bobs = add_session(&*store, &bob.id, 30).await;
+    let swap = |id: SessionId, now: i64, idle_before: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .advance_generation(&id, 0, at(now), at(idle_before), &refreshed(at(now)))
+                .await
+                .unwrap()
+        }
+    };
+    // At its absolute expiry exactly: dead.
+    assert_eq!(swap(expired.id.clone(), 50, 0).await, Advance::Lost);
+    // Last used exactly at `idle_before`: dead.
+    assert_eq!(swap(idle.id.clone(), 40, 20).await, Advance::Lost);
+    assert_eq!(stored(&*store, &expired.id).await, expired);
+    assert_eq!(stored(&*store, &idle.id).await, idle);
+    store
+        .set_user_disabled(&bob.id, Some(at(35)))
+        .await
+        .unwrap();
+    assert_eq!(swap(bobs.id.clone(), 40, 0).await, Advance::Lost);
+    // The same calls on a live session win.
+    assert!(matches!(
+        swap(idle.id.clone(), 40, 19).await,
+        Advance::Advanced(_)
+    ));
 }
 
 /// 32 racers from one generation: exactly one wins, the generation moves
@@ -172,7 +248,13 @@ pub async fn concurrent_advances_have_one_winner(store: Arc<dyn Store>) {
                 tokio::spawn(async move {
                     barrier.wait().await;
                     store
-                        .advance_generation(&id, round, now, &refreshed(now))
+                        .advance_generation(
+                            &id,
+                            round,
+                            now,
+                            OffsetDateTime::UNIX_EPOCH,
+                            &refreshed(now),
+                        )
                         .await
                         .unwrap()
                 })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::Ipv6Net;
 use time::OffsetDateTime;
 
-use super::{round_up_secs, Issued, RequestContext, Service};
+use super::{round_up_secs, Issued, RequestContext, Service, UserView};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::crypto::random_bytes;
 use crate::error::ServiceError;
@@ -165,6 +165,7 @@ impl Service {
                 .ip(&ctx.ip),
         )
         .await;
-        self.issue(session, user, now)
+        self.facts.insert(&session, &user);
+        self.issue(session, UserView::from(user), now)
     }
 }

@@ -25,6 +25,7 @@ use crate::policy::{Policy, WEB_CLIENT_ID};
 use crate::store::Store;
 use crate::tokens::VerifiedTokens;
 
+mod facts;
 mod keys;
 mod login;
 mod maintenance;
@@ -97,6 +98,7 @@ pub struct Service {
     master_key: Option<MasterKey>,
     ring: RwLock<Arc<KeyRing>>,
     verified: VerifiedTokens,
+    facts: facts::FactsCache,
     events: Option<Arc<dyn EventSink>>,
     /// Live sessions at the last count (`u64::MAX`: never counted).
     live_sessions: AtomicU64,
@@ -122,6 +124,7 @@ impl Service {
             master_key,
             ring: RwLock::new(Arc::new(KeyRing::default())),
             verified: VerifiedTokens::default(),
+            facts: facts::FactsCache::default(),
             events: None,
             live_sessions: AtomicU64::new(u64::MAX),
         })

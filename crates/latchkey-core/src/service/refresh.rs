@@ -7,12 +7,15 @@ use time::OffsetDateTime;
 use super::{round_up_secs, Issued, RequestContext, Service, SessionView, UserView};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::error::ServiceError;
+use crate::ids::{SessionId, UserId};
 use crate::policy::WEB_CLIENT_ID;
 use crate::refresh::{self, ParsedRefreshToken};
-use crate::store::{Advance, RevokeScope, SessionRecord, SessionWithUser, UserRecord};
+use crate::store::{Advance, RevokeScope, SessionRecord, SessionWithUser};
 use crate::tokens;
 
 const INVALID: ServiceError = ServiceError::InvalidToken("invalid refresh token");
+const ANOTHER_CLIENT: ServiceError =
+    ServiceError::InvalidToken("a refresh token of another client");
 
 impl Service {
     /// The one way from a presented refresh token to its session: parse it,
@@ -32,6 +35,7 @@ impl Service {
         if !presented.is_genuine(&self.refresh_secret, &found.session.salt) {
             return Ok(None);
         }
+        self.facts.insert(&found.session, &found.user);
         Ok(Some((presented, found)))
     }
 
@@ -48,48 +52,107 @@ impl Service {
         ctx: &RequestContext,
         client_id: &str,
     ) -> Result<Issued, ServiceError> {
+        if let Some(issued) = self.refresh_known(token, ctx, client_id).await? {
+            return Ok(issued);
+        }
         // The MAC first: a forged string never counts as reuse.
         let (presented, found) = self.presented_session(token).await?.ok_or(INVALID)?;
         if found.session.client_id != client_id {
-            return Err(ServiceError::InvalidToken(
-                "a refresh token of another client",
-            ));
+            return Err(ANOTHER_CLIENT);
         }
         let now = self.now();
         self.check_live(&found, now).map_err(|_| INVALID)?;
-        let SessionWithUser { session, user } = found;
-        if presented.generation != session.generation {
-            let found = SessionWithUser { session, user };
+        if presented.generation != found.session.generation {
             return self
                 .replay_or_reuse(presented.generation, found, now, ctx)
                 .await;
         }
-        // The audit row commits with the compare-and-swap: one transaction.
-        let audit = AuditRecord::new(AuditEvent::Refreshed, now)
-            .user(&user.id)
-            .session(&session.id)
-            .ip(&ctx.ip);
+        let user = UserView::from(&found.user);
         match self
-            .store
-            .advance_generation(&session.id, presented.generation, now, &audit)
+            .swap(&found.session.id, presented.generation, &user.id, ctx, now)
             .await?
         {
-            Advance::Advanced(advanced) => {
-                self.log_audit(&audit);
-                self.issue(*advanced, user, now)
-            }
+            Advance::Advanced(advanced) => self.issue(*advanced, user, now),
+            // Another request won the race: decide on what it left.
             Advance::Lost => {
-                // Another request won the race: decide on what it left.
-                let again = self
-                    .store
-                    .session_with_user(&session.id)
-                    .await?
-                    .ok_or(INVALID)?;
-                self.check_live(&again, now).map_err(|_| INVALID)?;
-                self.replay_or_reuse(presented.generation, again, now, ctx)
+                self.decide_after_losing(&found.session.id, presented.generation, now, ctx)
                     .await
             }
         }
+    }
+
+    /// The usual refresh, of a session whose facts are in memory: its MAC
+    /// checked without I/O, then the store's swap, which checks the rest.
+    /// `None` when the facts are unknown or the swap lost: the caller
+    /// reads the session and decides (grace window, reuse, or dead).
+    async fn refresh_known(
+        &self,
+        token: &str,
+        ctx: &RequestContext,
+        client_id: &str,
+    ) -> Result<Option<Issued>, ServiceError> {
+        let presented = ParsedRefreshToken::parse(token).ok_or(INVALID)?;
+        let Some(facts) = self.facts.get(&presented.session_id) else {
+            return Ok(None);
+        };
+        if !presented.is_genuine(&self.refresh_secret, &facts.salt) {
+            return Err(INVALID);
+        }
+        if facts.client_id != client_id {
+            return Err(ANOTHER_CLIENT);
+        }
+        let now = self.now();
+        if facts.absolute_expires_at <= now {
+            return Err(INVALID);
+        }
+        let id = &presented.session_id;
+        match self
+            .swap(id, presented.generation, &facts.user_id, ctx, now)
+            .await?
+        {
+            Advance::Advanced(advanced) => Ok(Some(self.issue(*advanced, facts.user(), now)?)),
+            Advance::Lost => Ok(None),
+        }
+    }
+
+    /// The compare-and-swap from `from`, with its audit row; only a live
+    /// session of an enabled user moves.
+    async fn swap(
+        &self,
+        id: &SessionId,
+        from: u64,
+        user_id: &UserId,
+        ctx: &RequestContext,
+        now: OffsetDateTime,
+    ) -> Result<Advance, ServiceError> {
+        // The audit row commits with the compare-and-swap: one transaction.
+        let audit = AuditRecord::new(AuditEvent::Refreshed, now)
+            .user(user_id)
+            .session(id)
+            .ip(&ctx.ip);
+        let idle_before = now - self.policy.refresh_ttl;
+        let advance = self
+            .store
+            .advance_generation(id, from, now, idle_before, &audit)
+            .await?;
+        if matches!(advance, Advance::Advanced(_)) {
+            self.log_audit(&audit);
+        }
+        Ok(advance)
+    }
+
+    /// After a lost swap from `presented`: the session as another request
+    /// left it, or as it always was, decides.
+    async fn decide_after_losing(
+        &self,
+        id: &SessionId,
+        presented: u64,
+        now: OffsetDateTime,
+        ctx: &RequestContext,
+    ) -> Result<Issued, ServiceError> {
+        let again = self.store.session_with_user(id).await?.ok_or(INVALID)?;
+        self.check_live(&again, now).map_err(|_| INVALID)?;
+        self.replay_or_reuse(presented, again, now, ctx).await
     }
 
     /// A token older than the session's current one: the same successor
@@ -119,7 +182,7 @@ impl Service {
                     .ip(&ctx.ip),
             )
             .await;
-            return self.issue(session, user, now);
+            return self.issue(session, UserView::from(user), now);
         }
         let (event, case) = if previous {
             (AuditEvent::ReuseLateRetry, "late_retry")
@@ -129,6 +192,7 @@ impl Service {
         self.store
             .revoke_sessions(RevokeScope::One(&session.id), now, &format!("reuse_{case}"))
             .await?;
+        self.facts.forget(&session.id);
         tracing::warn!(session_id = %session.id, case, "refresh token reuse: session revoked");
         self.audit(
             AuditRecord::new(event, now)
@@ -188,7 +252,7 @@ impl Service {
     pub(super) fn issue(
         &self,
         session: SessionRecord,
-        user: UserRecord,
+        user: UserView,
         now: OffsetDateTime,
     ) -> Result<Issued, ServiceError> {
         let claims = self.access_claims(
@@ -213,7 +277,7 @@ impl Service {
             refresh_token,
             refresh_lifetime,
             session: SessionView::of(session, expires_at),
-            user: UserView::from(user),
+            user,
         })
     }
 }

@@ -93,6 +93,7 @@ impl Service {
         self.store
             .revoke_sessions(RevokeScope::One(session_id), now, "logout")
             .await?;
+        self.facts.forget(session_id);
         self.audit(
             AuditRecord::new(AuditEvent::Logout, now)
                 .user(user_id)

@@ -255,3 +255,70 @@ async fn refresh_ignores_the_request_content_type_and_body() {
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_eq!(r.headers()["pragma"], "no-cache");
 }
+
+/// A refresh of a session whose facts the server keeps in memory is decided
+/// by the store's swap alone: every way a session dies still refuses it.
+#[tokio::test]
+async fn a_dead_session_is_refused_though_its_facts_are_cached() {
+    let app = TestApp::spawn_with(&[("refresh_ttl", "1h"), ("session_max_age", "1d")]).await;
+    // Each case: a fresh session, refreshed once (its facts now cached),
+    // then killed; its current token must be refused.
+    let fresh = |name: &'static str| {
+        let app = &app;
+        async move {
+            let pair = app.user_and_login(name).await;
+            app.refresh(&pair.refresh).await
+        }
+    };
+    let logged_out = fresh("alice").await;
+    app.post("/v1/auth/logout")
+        .bearer_auth(&logged_out.access)
+        .send()
+        .await
+        .unwrap();
+    assert_refresh_refused(&app, &logged_out.refresh).await;
+
+    let by_operator = fresh("bob").await;
+    app.service
+        .revoke_session(&by_operator.session_id)
+        .await
+        .unwrap();
+    assert_refresh_refused(&app, &by_operator.refresh).await;
+
+    let disabled = fresh("carol").await;
+    app.service.set_user_disabled("carol", true).await.unwrap();
+    assert_refresh_refused(&app, &disabled.refresh).await;
+
+    let other_device = fresh("dave").await;
+    let changer = app.login("dave").await;
+    let r = app
+        .post("/v1/me/password")
+        .bearer_auth(&changer.access)
+        .json(&serde_json::json!({
+            "current_password": PASSWORD, "new_password": "a brand new password"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_refresh_refused(&app, &other_device.refresh).await;
+
+    let idle = fresh("erin").await;
+    app.advance(Duration::from_secs(3600));
+    assert_refresh_refused(&app, &idle.refresh).await;
+
+    // Kept alive by refreshes, it still ends at session_max_age.
+    let mut kept = app.user_and_login("frank").await;
+    for _ in 0..24 {
+        app.advance(Duration::from_secs(3599));
+        kept = app.refresh(&kept.refresh).await;
+    }
+    // Past the absolute expiry, well inside the idle one.
+    app.advance(Duration::from_secs(3000));
+    assert_refresh_refused(&app, &kept.refresh).await;
+    let events = app.audit_events().await;
+    assert!(
+        !events.iter().any(|e| e.starts_with("reuse_detected")),
+        "{events:?}"
+    );
+}
