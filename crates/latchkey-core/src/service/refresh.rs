@@ -116,7 +116,7 @@ impl Service {
     }
 
     /// The compare-and-swap from `from`, with its audit row; only a live
-    /// session of an enabled user moves.
+    /// session moves (a disabled user's are revoked).
     async fn swap(
         &self,
         id: &SessionId,
