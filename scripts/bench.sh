@@ -42,15 +42,8 @@ SCENARIOS="${SCENARIOS:-me,refresh,login}"
 TARGETS="${TARGETS:-latchkey latchkey-pg latchkey-pg-2nodes express-faithful express-strongest}"
 HASH="${HASH:-1}"
 CLIENT_THREADS="${CLIENT_THREADS:-1}"
-SERVER_LOG="${SERVER_LOG:-warn}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BASELINE_SRC="$ROOT/bench/express-seed"
 BASELINE_FILES=(server.js package.json package-lock.json)
-READY_TIMEOUT=60
-
-# latchkey is measured at its defaults: no LATCHKEY_* setting from the caller's
-# environment reaches it.
-while read -r v; do unset "$v"; done < <(compgen -e | grep '^LATCHKEY_' || true)
 
 for v in DURATION CONNECTIONS WARMUP RUNS CLIENT_THREADS; do
     if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
@@ -68,56 +61,14 @@ wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 wants_express() { wants express-faithful || wants express-strongest; }
 wants_postgres() { wants latchkey-pg || wants latchkey-pg-2nodes; }
 
-log() { echo "bench.sh: $*" >&2; }
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")"
-PIDS=()
-
-stop_pid() {
-    # Each server runs in its own session (setsid): signal its whole process
-    # group (the Node cluster's workers with their primary), then wait.
-    local pid="$1" i
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        stop_pid "$pid"
-    done
-    PIDS=()
-    if declare -F drop_database >/dev/null; then drop_database; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# run_bounded SECONDS CMD...: runs CMD under `timeout`, in the background and
-# waited for, so that a signal to this script runs its traps at once.
-run_bounded() {
-    local limit="$1" pid rc=0 p keep=()
-    shift
-    timeout "$limit" "$@" &
-    pid=$!
-    PIDS+=("$pid")
-    wait "$pid" || rc=$?
-    for p in "${PIDS[@]}"; do
-        if [ "$p" != "$pid" ]; then keep+=("$p"); fi
-    done
-    PIDS=("${keep[@]+"${keep[@]}"}")
-    return "$rc"
-}
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# The work folder, the clean-up on exit, run_bounded and free_port are the
+# hardening scripts' own: shared. It also keeps every LATCHKEY_* variable of
+# the caller away from latchkey, which is measured at its defaults.
+ME=bench.sh
+# shellcheck source=scripts/lib/latchkey.sh
+. "$ROOT/scripts/lib/latchkey.sh"
 
 # ---- tools and build ----------------------------------------------------------
-. "$ROOT/scripts/lib/toolchain.sh"
-. "$ROOT/scripts/lib/services.sh"
 ensure_rust
 if wants_postgres; then
     ensure_postgres
@@ -147,10 +98,6 @@ if wants_express; then
 fi
 
 # ---- servers ------------------------------------------------------------------
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # wait_for_lines PID LOGFILE PATTERN COUNT: until COUNT lines of LOGFILE match
 # PATTERN, the process dies, or READY_TIMEOUT seconds pass.
 wait_for_lines() {
@@ -207,34 +154,22 @@ start_express() {
     SERVER_URL="http://127.0.0.1:$port"
 }
 
-stop_server() {
-    local pid keep=()
-    # SERVER_PID: one server, or the nodes of one deployment.
+# stop_servers: the server, or every node of the deployment, in SERVER_PID.
+stop_servers() {
+    local pid
     for pid in $SERVER_PID; do
         stop_pid "$pid"
+        forget_pid "$pid"
     done
-    for pid in "${PIDS[@]}"; do
-        if [[ " $SERVER_PID " != *" $pid "* ]]; then keep+=("$pid"); fi
-    done
-    PIDS=("${keep[@]+"${keep[@]}"}")
     SERVER_PID=""
-    drop_database
 }
 
-PG_DB=""
-drop_database() {
-    if [ -n "$PG_DB" ]; then
-        psql -h 127.0.0.1 -U root -d test -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null || true
-        PG_DB=""
-    fi
-}
-
-# start_latchkey_pg NODES: NODES servers on one fresh PostgreSQL database,
-# with one issuer and each other's origins allowed; SERVER_URL lists them all.
+# start_latchkey_pg NODES: NODES servers on one fresh PostgreSQL database
+# (dropped on exit), with one issuer and each other's origins allowed;
+# SERVER_URL lists them all.
 start_latchkey_pg() {
     local nodes="$1" ports=() origins="" port out pid
-    PG_DB="latchkey_bench_${RANDOM}${RANDOM}"
-    psql -h 127.0.0.1 -U root -d test -qc "CREATE DATABASE $PG_DB" >/dev/null
+    new_database pg
     for _ in $(seq 1 "$nodes"); do ports+=("$(free_port)"); done
     for port in "${ports[@]}"; do origins+="${origins:+,}http://127.0.0.1:$port"; done
     SERVER_PID=""
@@ -243,7 +178,7 @@ start_latchkey_pg() {
         : >"$out"
         (cd "$WORK" && RUST_LOG="$SERVER_LOG" exec setsid "$LATCHKEY" serve \
             --listen "127.0.0.1:$port" \
-            --database-url "postgres://root@127.0.0.1:5432/$PG_DB" \
+            --database-url "$DB_URL" \
             --issuer "http://latchkey.bench" --allowed-origins "$origins" \
             --cookie-secure false \
             >"$out" 2>"$out.err") &
@@ -276,27 +211,27 @@ for run in $(seq 1 "$RUNS"); do
     if wants latchkey; then
         start_latchkey
         load latchkey latchkey
-        stop_server
+        stop_servers
     fi
     if wants latchkey-pg; then
         start_latchkey_pg 1
         load latchkey latchkey-pg
-        stop_server
+        stop_servers
     fi
     if wants latchkey-pg-2nodes; then
         start_latchkey_pg 2
         load latchkey latchkey-pg-2nodes
-        stop_server
+        stop_servers
     fi
     if wants express-faithful; then
         start_express 0 0
         load express express-faithful
-        stop_server
+        stop_servers
     fi
     if wants express-strongest; then
         start_express 2 1
         load express express-strongest
-        stop_server
+        stop_servers
     fi
     if [ "$HASH" != 0 ]; then
         log "bare Argon2id hashing on $(nproc) threads, ${DURATION}s"
