@@ -22,4 +22,4 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;
 pub use ids::{SessionId, UserId};
 pub use policy::Policy;
-pub use service::Service;
+pub use service::{Service, CLIENT_CACHE_TTL};

@@ -25,6 +25,7 @@ use crate::policy::{Policy, WEB_CLIENT_ID};
 use crate::store::Store;
 use crate::tokens::VerifiedTokens;
 
+mod client_cache;
 mod facts;
 mod keys;
 mod login;
@@ -35,6 +36,7 @@ mod sessions;
 mod users;
 mod views;
 
+pub use client_cache::CLIENT_CACHE_TTL;
 pub use maintenance::PRUNE_BATCH;
 pub use oauth::{ClientAuth, NewClient, PUBLIC_CLIENT_ID};
 pub use views::{ClientView, KeyView, SessionView, UserView};
@@ -99,6 +101,7 @@ pub struct Service {
     ring: RwLock<Arc<KeyRing>>,
     verified: VerifiedTokens,
     facts: facts::FactsCache,
+    clients: client_cache::ClientCache,
     events: Option<Arc<dyn EventSink>>,
     /// Live sessions at the last count (`u64::MAX`: never counted).
     live_sessions: AtomicU64,
@@ -125,6 +128,7 @@ impl Service {
             ring: RwLock::new(Arc::new(KeyRing::default())),
             verified: VerifiedTokens::default(),
             facts: facts::FactsCache::default(),
+            clients: client_cache::ClientCache::default(),
             events: None,
             live_sessions: AtomicU64::new(u64::MAX),
         })

@@ -1,6 +1,7 @@
 //! The OAuth 2.0 door into the same rules: clients, the token endpoint's
 //! grants, revocation (RFC 7009) and introspection (RFC 7662).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -13,7 +14,6 @@ use crate::error::ServiceError;
 use crate::ids::{SessionId, UserId};
 use crate::policy::WEB_CLIENT_ID;
 use crate::store::{ClientRecord, StoreError};
-use crate::tokens;
 
 /// The built-in public client of token requests that name none.
 pub const PUBLIC_CLIENT_ID: &str = "public";
@@ -90,15 +90,14 @@ impl Service {
             };
         }
         let record = self
-            .store
-            .client(id)
+            .registered_client(id)
             .await?
             .ok_or(ServiceError::InvalidClient("unknown client"))?;
         match (&record.secret_hash, secret) {
             (None, None) => Ok(ClientAuth {
-                id: record.id,
+                id: record.id.clone(),
                 confidential: false,
-                scope: record.scope,
+                scope: record.scope.clone(),
             }),
             (None, Some(_)) => Err(ServiceError::InvalidClient("a public client has no secret")),
             (Some(_), None) => Err(ServiceError::InvalidClient(
@@ -110,15 +109,30 @@ impl Service {
                         .into();
                 if ok {
                     Ok(ClientAuth {
-                        id: record.id,
+                        id: record.id.clone(),
                         confidential: true,
-                        scope: record.scope,
+                        scope: record.scope.clone(),
                     })
                 } else {
                     Err(ServiceError::InvalidClient("client authentication failed"))
                 }
             }
         }
+    }
+
+    /// A registered client, from the cache when it was read from the store
+    /// in the last few seconds.
+    async fn registered_client(&self, id: &str) -> Result<Option<Arc<ClientRecord>>, ServiceError> {
+        let now = self.now();
+        if let Some(client) = self.clients.get(id, now) {
+            return Ok(Some(client));
+        }
+        let Some(client) = self.store.client(id).await? else {
+            return Ok(None);
+        };
+        let client = Arc::new(client);
+        self.clients.insert(Arc::clone(&client), now);
+        Ok(Some(client))
     }
 
     /// `grant_type=password`: a session like a `/v1` login's, of this client.
@@ -185,9 +199,7 @@ impl Service {
                 Some(found.session.id),
                 found.session.user_id,
             ))
-        } else if let Ok(claims) =
-            tokens::verify(token, &self.ring(), &self.expectations(), self.now())
-        {
+        } else if let Ok(claims) = self.verified_claims(token, self.now()) {
             let sid = claims.sid.map(SessionId::from);
             Some((claims.client_id, sid, UserId::from(claims.sub)))
         } else {
@@ -236,7 +248,7 @@ impl Service {
                 ..inactive
             });
         }
-        let Ok(claims) = tokens::verify(token, &self.ring(), &self.expectations(), now) else {
+        let Ok(claims) = self.verified_claims(token, now) else {
             return Ok(inactive);
         };
         let username = match &claims.sid {
@@ -255,7 +267,7 @@ impl Service {
             },
             None => {
                 // A client_credentials token lives as long as its client.
-                if self.store.client(&claims.client_id).await?.is_none() {
+                if self.registered_client(&claims.client_id).await?.is_none() {
                     return Ok(inactive);
                 }
                 None
@@ -331,7 +343,9 @@ impl Service {
     /// `latchkey client remove`: the client and every session it opened go.
     pub async fn remove_client(&self, id: &str) -> Result<(), ServiceError> {
         let now = self.now();
-        if !self.store.remove_client(id, now).await? {
+        let removed = self.store.remove_client(id, now).await?;
+        self.clients.forget(id);
+        if !removed {
             return Err(ServiceError::NotFound(format!("no client {id}")));
         }
         self.audit(

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use latchkey_proto::AccessClaims;
 use time::OffsetDateTime;
 
 use super::{Authenticated, RequestContext, Service, SessionView, UserView};
@@ -47,19 +48,27 @@ impl Service {
         }
     }
 
+    /// An access token's claims if its signature and claims check out at
+    /// `now`, from the cache of tokens verified before when it is there.
+    pub(super) fn verified_claims(
+        &self,
+        access_token: &str,
+        now: OffsetDateTime,
+    ) -> Result<AccessClaims, ServiceError> {
+        let cache_key = VerifiedTokens::key(access_token);
+        if let Some(claims) = self.verified.get(&cache_key, now.unix_timestamp()) {
+            return Ok(claims);
+        }
+        let claims = tokens::verify(access_token, &self.ring(), &self.expectations(), now)?;
+        self.verified.insert(cache_key, claims.clone());
+        Ok(claims)
+    }
+
     /// Checks an access token against the keys and then the store: a revoked
     /// session or a disabled user is refused at once.
     pub async fn authenticate(&self, access_token: &str) -> Result<Authenticated, ServiceError> {
         let now = self.now();
-        let cache_key = VerifiedTokens::key(access_token);
-        let claims = match self.verified.get(&cache_key, now.unix_timestamp()) {
-            Some(claims) => claims,
-            None => {
-                let claims = tokens::verify(access_token, &self.ring(), &self.expectations(), now)?;
-                self.verified.insert(cache_key, claims.clone());
-                claims
-            }
-        };
+        let claims = self.verified_claims(access_token, now)?;
         let sid = claims
             .sid
             .as_deref()

@@ -575,3 +575,49 @@ async fn removing_a_client_ends_the_sessions_it_opened() {
         .await
         .contains(&"client_removed".to_owned()));
 }
+
+#[tokio::test]
+async fn a_client_removed_on_this_node_is_refused_at_once_through_the_caches() {
+    let app = TestApp::spawn().await;
+    let pair = app.user_and_login("alice").await;
+    let auditor = app.confidential("auditor", "").await;
+    let auditor = ("auditor", auditor.as_str());
+    let gone = app.confidential("gone", "").await;
+    let gone = ("gone", gone.as_str());
+    let cc: Value = app
+        .token(&[("grant_type", "client_credentials")], Some(gone))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cc = cc["access_token"].as_str().unwrap();
+    // Used, so the client and both tokens sit in the caches.
+    assert_eq!(app.introspect(&pair.access, gone).await["active"], true);
+    assert_eq!(app.introspect(cc, auditor).await["active"], true);
+
+    app.service.remove_client("gone").await.unwrap();
+    let r = app
+        .form("/oauth2/introspect", &[("token", &pair.access)], Some(gone))
+        .await;
+    assert_error(r, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let r = app
+        .token(&[("grant_type", "client_credentials")], Some(gone))
+        .await;
+    assert_error(r, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    assert_eq!(
+        app.introspect(cc, auditor).await,
+        serde_json::json!({"active": false})
+    );
+    // A session ended after its token was introspected (and cached) is not
+    // active either.
+    assert_eq!(app.introspect(&pair.access, auditor).await["active"], true);
+    app.post("/v1/auth/logout")
+        .bearer_auth(&pair.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.introspect(&pair.access, auditor).await,
+        serde_json::json!({"active": false})
+    );
+}
