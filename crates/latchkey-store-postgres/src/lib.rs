@@ -64,6 +64,7 @@
 
 mod audit;
 mod clients;
+mod kept;
 mod keys;
 mod login_limit;
 mod pool;

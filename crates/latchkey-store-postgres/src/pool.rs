@@ -14,6 +14,8 @@ use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Executor;
 
+use crate::kept::{on_held, Held, Kept};
+
 /// Connection settings; see the crate documentation for what each bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresSettings {
@@ -42,6 +44,8 @@ impl Default for PostgresSettings {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    /// Connections between the hot operations (see [`Kept`]).
+    kept: Arc<Kept>,
     /// Longest an operation may take end to end; `None` when unbounded.
     deadline: Option<Duration>,
 }
@@ -140,12 +144,19 @@ impl PostgresStore {
             .then(|| settings.acquire_timeout + settings.statement_timeout);
         Ok(Self {
             pool: pool_options(settings).connect_lazy_with(options),
+            // All but a quarter of the pool (and at least one connection
+            // left to it) for the operations of every request.
+            kept: Arc::new(Kept::new(
+                (settings.max_connections as usize)
+                    .saturating_sub((settings.max_connections as usize / 4).max(1)),
+            )),
             deadline,
         })
     }
 
     /// Closes every connection; operations after this answer `Unavailable`.
     pub async fn close(&self) {
+        self.kept.release_all();
         self.pool.close().await;
     }
 
@@ -176,15 +187,22 @@ impl PostgresStore {
         map: fn(&sqlx::postgres::PgRow) -> Result<T, sqlx::Error>,
     ) -> StoreResult<Option<T>> {
         self.bounded(async {
-            sqlx::query(select)
+            let row = on_held!(self, |conn| sqlx::query(select)
                 .bind(key)
-                .fetch_optional(&self.pool)
-                .await?
-                .as_ref()
-                .map(map)
-                .transpose()
+                .fetch_optional(conn))?;
+            row.as_ref().map(map).transpose()
         })
         .await
+    }
+
+    /// A connection for one of the operations every request makes (see
+    /// [`on_held`]).
+    pub(crate) fn drop_kept(&self) {
+        self.kept.drop_idle();
+    }
+
+    pub(crate) async fn held(&self) -> Result<Held, sqlx::Error> {
+        self.kept.take(&self.pool).await
     }
 
     /// Runs one operation under the client-side deadline.

@@ -10,6 +10,7 @@ use latchkey_store_sql::{ms, opt_ms, session_cols, session_of, session_with_user
 use sqlx::{PgExecutor, Row};
 use time::OffsetDateTime;
 
+use crate::kept::on_held;
 use crate::row::i64_param;
 use crate::PostgresStore;
 
@@ -128,7 +129,7 @@ pub(crate) async fn advance_generation(
     // row is inserted from the updated row, so only when the swap won.
     store
         .bounded(async {
-            let row = sqlx::query(concat!(
+            let row = on_held!(store, |conn| sqlx::query(concat!(
                 "WITH s AS (\
                    UPDATE sessions SET generation = generation + 1, rotated_at = $1, \
                    last_used_at = $1 \
@@ -152,8 +153,7 @@ pub(crate) async fn advance_generation(
             .bind(&audit.ip)
             .bind(&audit.detail)
             .bind(ms(idle_before))
-            .fetch_optional(&store.pool)
-            .await?;
+            .fetch_optional(conn))?;
             Ok(match row {
                 Some(row) => Advance::Advanced(Box::new(session_of(&row)?)),
                 None => Advance::Lost,

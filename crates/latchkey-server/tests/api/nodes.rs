@@ -2,12 +2,13 @@
 //! going away and coming back.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::*;
@@ -202,10 +203,13 @@ async fn the_login_limit_holds_across_nodes() {
     }
 }
 
-/// A TCP proxy to PostgreSQL that the test can cut and mend.
+/// A TCP proxy to PostgreSQL that the test can cut and mend, and that
+/// counts what latchkey sends: each read of a burst from a node is one
+/// request of a round trip (a node writes a whole query, or a ping, at once).
 struct Proxy {
     port: u16,
     cut: Arc<AtomicBool>,
+    bursts: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -213,13 +217,16 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
+        let bursts = Arc::new(AtomicU64::new(0));
         let flag = cut.clone();
+        let counter = bursts.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if flag.load(Ordering::SeqCst) {
                     continue; // dropped: refused
                 }
                 let flag = flag.clone();
+                let counter = counter.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect("127.0.0.1:5432").await else {
                         return;
@@ -231,20 +238,67 @@ impl Proxy {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     };
+                    let upstream = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                    if sw.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    };
                     tokio::select! {
-                        _ = tokio::io::copy(&mut cr, &mut sw) => {}
+                        () = upstream => {}
                         _ = tokio::io::copy(&mut sr, &mut cw) => {}
                         () = watch => {}
                     }
                 });
             }
         });
-        Self { port, cut }
+        Self { port, cut, bursts }
+    }
+
+    fn bursts(&self) -> u64 {
+        self.bursts.load(Ordering::SeqCst)
     }
 
     fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
     }
+}
+
+#[tokio::test]
+async fn a_refresh_and_an_access_check_cost_one_round_trip_each() {
+    let db = Database::new();
+    let proxy = Proxy::start().await;
+    let cluster = nodes(&db, proxy.port, 1, &[]).await;
+    let node = &cluster[0];
+    let mut pair = node.user_and_login("alice").await;
+    // Once each first: statements prepared on the connections.
+    pair = node.refresh(&pair.refresh).await;
+    assert_eq!(node.me(&pair.access).await.status(), StatusCode::OK);
+
+    const N: u64 = 20;
+    let before = proxy.bursts();
+    for _ in 0..N {
+        pair = node.refresh(&pair.refresh).await;
+    }
+    let refreshes = proxy.bursts() - before;
+    let before = proxy.bursts();
+    for _ in 0..N {
+        assert_eq!(node.me(&pair.access).await.status(), StatusCode::OK);
+    }
+    let checks = proxy.bursts() - before;
+    // Background work (the key ring's pick-up, counts) may add a query.
+    assert!(
+        (N..=N + 2).contains(&refreshes) && (N..=N + 2).contains(&checks),
+        "{refreshes} requests to PostgreSQL for {N} refreshes, {checks} for {N} access checks"
+    );
 }
 
 #[tokio::test]
