@@ -52,6 +52,9 @@
 //! - `pool.rs`: settings, the pool and what each connection sets, the
 //!   client-side deadline (`bounded`), the migrations runner, and what
 //!   engine errors mean (`store_error`);
+//! - `kept.rs`: the connections the operations of every request (reading a
+//!   session, the refresh's swap) keep between uses, so that each costs the
+//!   database one request: sqlx pings a connection handed back to its pool;
 //! - `row.rs`: sqlx's reads behind the row mapping shared with the SQLite
 //!   store (`latchkey-store-sql`);
 //! - one file per domain, with its statements: `users.rs`, `sessions.rs`,
