@@ -3,7 +3,8 @@
 # in bench/express-seed, in its faithful form (string secrets, one process) and
 # its strongest form (KeyObject secrets, 2 cluster workers), same load
 # generator, same run; plus bare Argon2id hashing on all cores, the
-# ceiling of any login. Prints a Markdown table on stdout (progress on stderr).
+# ceiling of any login; the servers' CPU per request measured. Prints a
+# Markdown table on stdout (progress on stderr).
 #
 #   scripts/bench.sh
 #   DURATION=10 CONNECTIONS=32 RUNS=3 scripts/bench.sh
@@ -199,7 +200,10 @@ RUN_LIMIT=$(((WARMUP + DURATION + 200) * n_scenarios))
 load() {
     local target="$1" label="$2"
     log "$label: $SCENARIOS at $SERVER_URL, $CONNECTIONS connections, ${WARMUP}s + ${DURATION}s each"
+    # Each server runs in its own session (setsid): its pid is its process
+    # group, whose CPU the generator measures (Node cluster workers too).
     run_bounded "$RUN_LIMIT" "$BENCH" run --target "$target" --url "$SERVER_URL" \
+        --server-pgid "${SERVER_PID// /,}" \
         --scenario "$SCENARIOS" --connections "$CONNECTIONS" \
         --duration "${DURATION}s" --warmup "${WARMUP}s" --threads "$CLIENT_THREADS" \
         --label "$label" >>"$RESULTS_FILE"

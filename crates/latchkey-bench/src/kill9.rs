@@ -182,6 +182,7 @@ async fn load_and_kill(args: LoadArgs) -> Result<()> {
         request_timeout: args.request_timeout,
         backoff_503: Duration::ZERO,
         label: None,
+        server_pgids: Vec::new(),
         client_threads: 1,
     };
     eprintln!(

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use crate::client::{Answer, Body, Conn, Endpoint, Req};
+use crate::cpu::{group_cpu_seconds, process_cpu_seconds};
 use crate::report::{new_histogram, RunReport};
 use crate::target::{Scenario, Target, REFRESH_COOKIE};
 
@@ -35,6 +36,9 @@ pub struct LoadConfig {
     /// Pause of a virtual user after a 503 in the measured loop.
     pub backoff_503: Duration,
     pub label: Option<String>,
+    /// The server's process groups, whose CPU time is measured (none: not
+    /// measured).
+    pub server_pgids: Vec<u32>,
     pub client_threads: usize,
 }
 
@@ -327,16 +331,15 @@ async fn drive(cfg: Arc<LoadConfig>, mut vu: Vu, phases: Phases) -> Result<VuSta
     Ok(st)
 }
 
-/// utime + stime of this process in seconds, from /proc (Linux).
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Fields after the command: state is field 3, utime 14, stime 15.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // USER_HZ is 100 on every Linux configuration in practice.
-    Some((utime + stime) / 100.0)
+/// CPU seconds of the server's process groups, now; `None` when none was
+/// given. Read on a blocking thread: the virtual users keep going.
+async fn server_cpu_seconds(cfg: &LoadConfig) -> Result<Option<f64>> {
+    if cfg.server_pgids.is_empty() {
+        return Ok(None);
+    }
+    let pgids = cfg.server_pgids.clone();
+    let seconds = tokio::task::spawn_blocking(move || group_cpu_seconds(&pgids)).await??;
+    Ok(Some(seconds))
 }
 
 /// Sets up `cfg.connections` virtual users (bounded concurrency): registers
@@ -377,6 +380,8 @@ pub(crate) async fn setup(cfg: &Arc<LoadConfig>) -> Result<Vec<Vu>> {
 /// and summarizes.
 pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
     let cfg = Arc::new(cfg);
+    // A wrong --server-pgid fails now, not after the setup.
+    server_cpu_seconds(&cfg).await.context("--server-pgid")?;
     let vus = setup(&cfg).await?;
 
     let start = Instant::now();
@@ -390,8 +395,14 @@ pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
     }
     sleep_until(phases.measure_start).await;
     let cpu0 = process_cpu_seconds();
+    let server0 = server_cpu_seconds(&cfg)
+        .await
+        .context("server CPU at the window's start")?;
     sleep_until(phases.end).await;
     let cpu1 = process_cpu_seconds();
+    let server1 = server_cpu_seconds(&cfg)
+        .await
+        .context("server CPU at the window's end")?;
 
     let mut hist = new_histogram()?;
     let mut report = RunReport::empty(&cfg);
@@ -424,6 +435,11 @@ pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
     }
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         report.client_cpu_pct = Some(100.0 * (b - a) / cfg.duration.as_secs_f64());
+    }
+    if let (Some(a), Some(b)) = (server0, server1) {
+        if report.ok > 0 {
+            report.server_cpu_us_per_req = Some((b - a) / report.ok as f64 * 1e6);
+        }
     }
     report.finish(&hist, cfg.duration);
     Ok(report)

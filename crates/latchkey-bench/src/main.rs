@@ -1,5 +1,6 @@
 //! latchkey-bench: the load generator that compares latchkey with the
-//! Express baseline (requests/s and p50/p99/p999 latency per path), and
+//! Express baseline (requests/s, p50/p99/p999 latency and the server's CPU
+//! per request, per path), and
 //! measures bare Argon2id hashing for comparison with login; and the
 //! programs that show latchkey holds under abuse: `soak`, `abuse`, `kill9`.
 //!
@@ -8,6 +9,7 @@
 mod abuse;
 mod attack;
 mod client;
+mod cpu;
 mod hash;
 mod kill9;
 mod load;
@@ -111,6 +113,11 @@ struct RunArgs {
     /// A label copied into the JSON lines (the report's column key).
     #[arg(long)]
     label: Option<String>,
+    /// The server's process group ids, comma-separated: their processes'
+    /// CPU time in the measured window is reported per request (a server
+    /// started with `setsid` has its pid as its group id).
+    #[arg(long, value_delimiter = ',', value_name = "PGID[,PGID...]")]
+    server_pgid: Vec<u32>,
 }
 
 #[derive(Args)]
@@ -202,6 +209,9 @@ fn run(args: RunArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let origin = HeaderValue::from_str(args.origin.as_deref().unwrap_or(&endpoints[0].origin))
         .context("bad --origin")?;
+    if args.server_pgid.contains(&0) {
+        bail!("--server-pgid: 0 is not a process group");
+    }
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -227,6 +237,7 @@ fn run(args: RunArgs) -> Result<()> {
                 request_timeout: args.request_timeout,
                 backoff_503: args.backoff_503,
                 label: args.label.clone(),
+                server_pgids: args.server_pgid.clone(),
                 client_threads: args.threads,
             };
             let report = load::run(cfg).await.with_context(|| {

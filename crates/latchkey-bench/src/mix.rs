@@ -320,6 +320,7 @@ pub async fn setup(
         request_timeout,
         backoff_503: Duration::from_millis(20),
         label: None,
+        server_pgids: Vec::new(),
         client_threads: 1,
     };
     load::setup(&Arc::new(cfg)).await
