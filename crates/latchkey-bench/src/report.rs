@@ -63,7 +63,11 @@ impl RunReport {
             label: cfg.label.clone(),
             target: cfg.target.name().to_owned(),
             scenario: cfg.scenario.name().to_owned(),
-            path: cfg.target.path_of(cfg.scenario).to_owned(),
+            path: cfg
+                .target
+                .path_of(cfg.scenario)
+                .unwrap_or_default()
+                .to_owned(),
             connections: cfg.connections,
             warmup: cfg.warmup.as_secs_f64(),
             client_threads: cfg.client_threads,
@@ -192,6 +196,8 @@ pub const HASH: &str = "argon2id";
 /// latchkey on PostgreSQL: one node, and two nodes sharing the database.
 pub const PG: &str = "latchkey-pg";
 pub const PG_TWO: &str = "latchkey-pg-2nodes";
+/// panva's oidc-provider, the OAuth peer.
+pub const OIDC: &str = "oidc-provider";
 
 fn key(r: &RunReport) -> String {
     r.label.clone().unwrap_or_else(|| r.target.clone())
@@ -299,9 +305,52 @@ pub fn markdown(text: &str) -> Result<String> {
         out.push('\n');
     }
 
+    let oauth_rows = [
+        (
+            "token-cc",
+            "`POST /oauth2/token` client_credentials vs `POST /token`",
+        ),
+        (
+            "token-refresh",
+            "`POST /oauth2/token` refresh_token (rotating) vs `POST /token`",
+        ),
+        (
+            "introspect",
+            "`POST /oauth2/introspect` of a user's access token (JWT) vs \
+             `POST /token/introspection` of an opaque client_credentials token",
+        ),
+    ];
+    let mut table = String::new();
+    for (scenario, title) in oauth_rows {
+        let lk = pick(LATCHKEY, scenario);
+        let op = pick(OIDC, scenario);
+        if lk.is_none() && op.is_none() {
+            continue;
+        }
+        let [lr, ll, lc] = cell(lk.as_ref());
+        let [or, ol, oc] = cell(op.as_ref());
+        let _ = writeln!(
+            table,
+            "| {title} | {lr} | {ll} | {lc} | {or} | {ol} | {oc} | {} | {} |",
+            ratio(lk.as_ref(), op.as_ref()),
+            cpu_ratio(op.as_ref(), lk.as_ref()),
+        );
+    }
+    if !table.is_empty() {
+        out.push_str(
+            "| OAuth path | latchkey req/s | p50 / p99 | CPU µs/req | oidc-provider req/s | \
+             p50 / p99 | CPU µs/req | latchkey / oidc-provider | \
+             oidc-provider CPU/req ÷ latchkey CPU/req |\n",
+        );
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str(&table);
+        out.push('\n');
+    }
+
     let pg_rows = [
         ("me", "`GET /v1/me`"),
         ("refresh", "`POST /v1/auth/refresh`"),
+        ("token-refresh", "`POST /oauth2/token` refresh_token"),
     ];
     let mut table = String::new();
     for (scenario, title) in pg_rows {
@@ -419,6 +468,19 @@ pub fn markdown(text: &str) -> Result<String> {
     if !errors.is_empty() {
         let _ = writeln!(out, "\nErrors: {}.", errors.join("; "));
     }
+    let again: Vec<String> = runs
+        .iter()
+        .filter(|r| r.relogins > 0)
+        .map(|r| format!("{} {}: {}", key(r), r.scenario, r.relogins))
+        .collect();
+    if !again.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nSessions or tokens obtained again during the load (after a 400/401, \
+             or an inactive token): {}.",
+            again.join("; ")
+        );
+    }
     Ok(out)
 }
 
@@ -522,16 +584,64 @@ mod tests {
             md.contains("PostgreSQL server's own CPU is not counted"),
             "{md}"
         );
-        // No PostgreSQL runs: no such table.
+        // No OAuth or PostgreSQL runs: no such tables.
+        assert!(!md.contains("OAuth path"), "{md}");
         assert!(!md.contains("PostgreSQL, 1 node"), "{md}");
     }
 
     #[test]
-    fn postgres_table_has_cpu() {
+    fn oauth_table_compares_with_oidc_provider() {
+        let lines = [
+            run_cpu(LATCHKEY, "token-cc", 12_000.0, Some(80.0)),
+            run_cpu(OIDC, "token-cc", 3_000.0, Some(600.0)),
+            run_cpu(LATCHKEY, "token-refresh", 4_000.0, Some(250.0)),
+            run_cpu(OIDC, "token-refresh", 2_000.0, Some(1000.0)),
+            run_cpu(OIDC, "introspect", 5_000.0, Some(400.0)),
+        ]
+        .join("\n");
+        let md = markdown(&lines).unwrap();
+        assert!(md.contains("| OAuth path |"), "{md}");
+        assert!(!md.contains("Express faithful"), "{md}");
+        let cc = row(&md, "`POST /oauth2/token` client_credentials");
+        assert_eq!(
+            cc[1..],
+            [
+                "12,000",
+                "1.50 ms / 12 ms",
+                "80.0",
+                "3,000",
+                "1.50 ms / 12 ms",
+                "600",
+                "4.00x",
+                "7.50x"
+            ]
+        );
+        let refresh = row(&md, "`POST /oauth2/token` refresh_token");
+        assert_eq!(refresh[7..], ["2.00x", "4.00x"]);
+        // latchkey not measured: no ratios, oidc-provider's figures still shown.
+        let intro = row(&md, "`POST /oauth2/introspect`");
+        assert_eq!(
+            intro[1..],
+            [
+                "n/a",
+                "",
+                "n/a",
+                "5,000",
+                "1.50 ms / 12 ms",
+                "400",
+                "n/a",
+                "n/a"
+            ]
+        );
+    }
+
+    #[test]
+    fn postgres_table_has_cpu_and_oauth_refresh() {
         let lines = [
             run_cpu(LATCHKEY, "refresh", 9_000.0, Some(110.0)),
             run_cpu(PG, "refresh", 3_000.0, Some(140.0)),
             run_cpu(PG_TWO, "refresh", 3_500.0, Some(160.0)),
+            run_cpu(PG, "token-refresh", 2_500.0, Some(170.4)),
         ]
         .join("\n");
         let md = markdown(&lines).unwrap();
@@ -539,6 +649,9 @@ mod tests {
         assert_eq!(refresh[1..4], ["9,000", "1.50 ms / 12 ms", "110"]);
         assert_eq!(refresh[4..7], ["3,000", "1.50 ms / 12 ms", "140"]);
         assert_eq!(refresh[7..10], ["3,500", "1.50 ms / 12 ms", "160"]);
+        let oauth = row(&md, "`POST /oauth2/token` refresh_token |");
+        assert_eq!(oauth[4..7], ["2,500", "1.50 ms / 12 ms", "170"]);
+        assert_eq!(oauth[7], "n/a");
         // `me` was not run on PostgreSQL: no row.
         assert!(!md.contains("| `GET /v1/me` |"), "{md}");
     }
