@@ -95,6 +95,7 @@ async fn metrics_size(endpoint: &Endpoint, limit: Duration) -> Result<MetricsSiz
         method: Method::GET,
         path: "/metrics",
         bearer: None,
+        basic: None,
         cookie: None,
         origin: None,
         body: None,

@@ -27,7 +27,7 @@ use crate::client::{Conn, Endpoint, Req};
 use crate::load::{self, LoadConfig, Vu};
 use crate::report::{fmt_count, fmt_rate};
 use crate::server::Server;
-use crate::target::{Scenario, Target, REFRESH_COOKIE};
+use crate::target::{Scenario, Target, LATCHKEY_REFRESH, REFRESH_COOKIE};
 
 #[derive(Subcommand)]
 pub enum Kill9Command {
@@ -154,8 +154,9 @@ pub async fn run(command: Kill9Command) -> Result<bool> {
 fn refresh_req<'a>(cookie: &'a str, origin: &'a HeaderValue) -> Req<'a> {
     Req {
         method: Method::POST,
-        path: Target::Latchkey.refresh_path(),
+        path: LATCHKEY_REFRESH,
         bearer: None,
+        basic: None,
         cookie: Some(cookie),
         origin: Some(origin),
         body: None,
@@ -182,6 +183,8 @@ async fn load_and_kill(args: LoadArgs) -> Result<()> {
         request_timeout: args.request_timeout,
         backoff_503: Duration::ZERO,
         label: None,
+        basic: None,
+        server_pgids: Vec::new(),
         client_threads: 1,
     };
     eprintln!(
@@ -415,6 +418,7 @@ async fn security_events(endpoint: &Endpoint, request_timeout: Duration) -> Opti
         method: Method::GET,
         path: "/metrics",
         bearer: None,
+        basic: None,
         cookie: None,
         origin: None,
         body: None,

@@ -10,13 +10,15 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode};
+use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
-use crate::client::{Answer, Body, Conn, Endpoint, Req};
+use crate::client::{urlencode, Answer, Body, Conn, Endpoint, Req};
+use crate::cpu::{group_cpu_seconds, process_cpu_seconds};
 use crate::report::{new_histogram, RunReport};
-use crate::target::{Scenario, Target, REFRESH_COOKIE};
+use crate::target::{Scenario, Target, OIDC_MINT_REFRESH, REFRESH_COOKIE};
 
 /// Everything one scenario run needs.
 #[derive(Clone, Debug)]
@@ -35,8 +37,17 @@ pub struct LoadConfig {
     /// Pause of a virtual user after a 503 in the measured loop.
     pub backoff_503: Duration,
     pub label: Option<String>,
+    /// The OAuth client's `Authorization: Basic ...` (OAuth scenarios).
+    pub basic: Option<HeaderValue>,
+    /// The server's process groups, whose CPU time is measured (none: not
+    /// measured).
+    pub server_pgids: Vec<u32>,
     pub client_threads: usize,
 }
+
+/// The form of a client_credentials request (the client authenticates
+/// with Basic).
+const CLIENT_CREDENTIALS_FORM: &[u8] = b"grant_type=client_credentials";
 
 /// The pause before retrying a setup request that got a 503 (hashing queue
 /// full) or a transport error.
@@ -71,9 +82,9 @@ impl Vu {
 
     fn has_session(&self, scenario: Scenario) -> bool {
         match scenario {
-            Scenario::Me => self.access.is_some(),
-            Scenario::Refresh => self.refresh.is_some(),
-            Scenario::Login => true,
+            Scenario::Me | Scenario::Introspect => self.access.is_some(),
+            Scenario::Refresh | Scenario::TokenRefresh => self.refresh.is_some(),
+            Scenario::Login | Scenario::TokenCc => true,
         }
     }
 
@@ -87,13 +98,15 @@ fn origin_for(cfg: &LoadConfig) -> Option<&HeaderValue> {
     cfg.target.sends_origin().then_some(&cfg.origin)
 }
 
-/// Sends a setup request until it gets an answer that is not a 503, retrying
-/// on 503 and on transport errors, until `deadline`.
+/// Sends a setup POST until it gets an answer that is not a 503, retrying
+/// on 503 and on transport errors, until `deadline`. An `oauth` request
+/// carries the client's Basic credentials and no `Origin`.
 async fn setup_send(
     cfg: &LoadConfig,
     conn: &mut Conn,
     path: &str,
-    body: &Bytes,
+    body: Option<&Body>,
+    oauth: bool,
     deadline: Instant,
 ) -> Result<Answer> {
     let mut transport_errors = 0;
@@ -102,9 +115,10 @@ async fn setup_send(
             method: Method::POST,
             path,
             bearer: None,
+            basic: if oauth { cfg.basic.as_ref() } else { None },
             cookie: None,
-            origin: origin_for(cfg),
-            body: Some(Body::Json(body.clone())),
+            origin: if oauth { None } else { origin_for(cfg) },
+            body: body.cloned(),
         };
         match timeout(cfg.request_timeout, conn.send(req)).await {
             Ok(Ok(answer)) if answer.status == StatusCode::SERVICE_UNAVAILABLE => {}
@@ -128,7 +142,8 @@ async fn register(cfg: &LoadConfig, vu: &mut Vu, deadline: Instant) -> Result<()
     let Some(path) = cfg.target.register_path() else {
         return Ok(());
     };
-    let answer = setup_send(cfg, &mut vu.conn, path, &vu.login_body, deadline).await?;
+    let body = Body::Json(vu.login_body.clone());
+    let answer = setup_send(cfg, &mut vu.conn, path, Some(&body), false, deadline).await?;
     match answer.status {
         StatusCode::CREATED | StatusCode::OK | StatusCode::CONFLICT => Ok(()),
         s => bail!(
@@ -139,16 +154,35 @@ async fn register(cfg: &LoadConfig, vu: &mut Vu, deadline: Instant) -> Result<()
     }
 }
 
+/// A 429 of a login: what it means.
+fn too_many_logins(what: &str, user: &str) -> anyhow::Error {
+    anyhow!(
+        "{what} {user}: 429: too many failed logins for this user from this address \
+         (a wrong password in an earlier run?); use a fresh database or wait for login_window"
+    )
+}
+
+/// What the scenario needs before its first request (a session or a
+/// token), or again after it lost it.
+async fn open_session(cfg: &LoadConfig, vu: &mut Vu, deadline: Instant) -> Result<()> {
+    match cfg.scenario {
+        Scenario::Me | Scenario::Refresh => login(cfg, vu, deadline).await,
+        Scenario::TokenRefresh | Scenario::Introspect => oauth_session(cfg, vu, deadline).await,
+        Scenario::Login | Scenario::TokenCc => Ok(()),
+    }
+}
+
 async fn login(cfg: &LoadConfig, vu: &mut Vu, deadline: Instant) -> Result<()> {
-    let path = cfg.target.login_path();
-    let answer = setup_send(cfg, &mut vu.conn, path, &vu.login_body, deadline).await?;
+    let path = cfg
+        .target
+        .login_path()
+        .ok_or_else(|| anyhow!("{} has no login", cfg.target.name()))?;
+    let body = Body::Json(vu.login_body.clone());
+    let answer = setup_send(cfg, &mut vu.conn, path, Some(&body), false, deadline).await?;
     let user = cfg.target.username(vu.index);
     match answer.status {
         s if s.is_success() => {}
-        StatusCode::TOO_MANY_REQUESTS => bail!(
-            "login {user}: 429: too many failed logins for this user from this address \
-             (a wrong password in an earlier run?); use a fresh database or wait for login_window"
-        ),
+        StatusCode::TOO_MANY_REQUESTS => return Err(too_many_logins("login", &user)),
         s => bail!("login {user}: {s}: {}", answer.body_text()),
     }
     let json: serde_json::Value = serde_json::from_slice(&answer.body)
@@ -167,16 +201,110 @@ async fn login(cfg: &LoadConfig, vu: &mut Vu, deadline: Instant) -> Result<()> {
     Ok(())
 }
 
-/// One measured request. Returns its status.
-async fn step(cfg: &LoadConfig, vu: &mut Vu) -> Result<StatusCode> {
+/// The fields of a token endpoint's answer that the scenarios keep.
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// The token a VU of `token-refresh` or `introspect` works with:
+/// - latchkey: a user's refresh token, or their access token (a JWT tied to
+///   the session), from a password grant of the OAuth client;
+/// - oidc-provider: a refresh token from its bench-only route (it has no
+///   password grant), or an opaque client_credentials access token.
+async fn oauth_session(cfg: &LoadConfig, vu: &mut Vu, deadline: Instant) -> Result<()> {
+    let user = cfg.target.username(vu.index);
+    let token_path = cfg
+        .target
+        .token_path()
+        .ok_or_else(|| anyhow!("{} has no token endpoint", cfg.target.name()))?;
+    let (path, body) = match (cfg.target, cfg.scenario) {
+        (Target::OidcProvider, Scenario::TokenRefresh) => (OIDC_MINT_REFRESH, None),
+        (Target::OidcProvider, _) => (
+            token_path,
+            Some(Body::Form(Bytes::from_static(CLIENT_CREDENTIALS_FORM))),
+        ),
+        _ => {
+            let form = format!(
+                "grant_type=password&username={}&password={}",
+                urlencode(&user),
+                urlencode(cfg.target.password())
+            );
+            (token_path, Some(Body::Form(Bytes::from(form))))
+        }
+    };
+    let answer = setup_send(cfg, &mut vu.conn, path, body.as_ref(), true, deadline).await?;
+    match answer.status {
+        s if s.is_success() => {}
+        StatusCode::TOO_MANY_REQUESTS => return Err(too_many_logins("token for", &user)),
+        s => bail!("token for {user} at {path}: {s}: {}", answer.body_text()),
+    }
+    let tokens: TokenAnswer = serde_json::from_slice(&answer.body)
+        .with_context(|| format!("token for {user} at {path}: answer is not a token's JSON"))?;
+    let refresh = cfg.scenario == Scenario::TokenRefresh;
+    let (token, name) = if refresh {
+        (tokens.refresh_token, "refresh_token")
+    } else {
+        (tokens.access_token, "access_token")
+    };
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| anyhow!("token for {user} at {path}: no {name} in the answer"))?;
+    if refresh {
+        vu.refresh = Some(token);
+    } else {
+        vu.access = Some(token);
+    }
+    Ok(())
+}
+
+/// How a measured request went: its status, and for a 2xx that did not do
+/// what the scenario needs, why (it counts as an error).
+struct Outcome {
+    status: StatusCode,
+    refused: Option<&'static str>,
+}
+
+impl From<StatusCode> for Outcome {
+    fn from(status: StatusCode) -> Self {
+        Self {
+            status,
+            refused: None,
+        }
+    }
+}
+
+/// An OAuth POST (form body, client Basic auth, no `Origin`).
+fn oauth_req<'a>(cfg: &'a LoadConfig, path: &'a str, form: Bytes) -> Req<'a> {
+    Req {
+        method: Method::POST,
+        path,
+        bearer: None,
+        basic: cfg.basic.as_ref(),
+        cookie: None,
+        origin: None,
+        body: Some(Body::Form(form)),
+    }
+}
+
+/// A 400 or a 401 from an OAuth endpoint: the token is unknown here (spent,
+/// expired, or held by another cluster worker after a reconnect).
+fn token_refused(status: StatusCode) -> bool {
+    status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED
+}
+
+/// One measured request at `path`.
+async fn step(cfg: &LoadConfig, vu: &mut Vu, path: &str) -> Result<Outcome> {
     match cfg.scenario {
         Scenario::Me => {
             let answer = vu
                 .conn
                 .send(Req {
                     method: Method::GET,
-                    path: cfg.target.me_path(),
+                    path,
                     bearer: vu.access.as_deref(),
+                    basic: None,
                     cookie: None,
                     origin: None,
                     body: None,
@@ -185,7 +313,7 @@ async fn step(cfg: &LoadConfig, vu: &mut Vu) -> Result<StatusCode> {
             if answer.status == StatusCode::UNAUTHORIZED {
                 vu.drop_session();
             }
-            Ok(answer.status)
+            Ok(answer.status.into())
         }
         Scenario::Refresh => {
             let cookie = format!("{REFRESH_COOKIE}={}", vu.refresh.as_deref().unwrap_or(""));
@@ -193,8 +321,9 @@ async fn step(cfg: &LoadConfig, vu: &mut Vu) -> Result<StatusCode> {
                 .conn
                 .send(Req {
                     method: Method::POST,
-                    path: cfg.target.refresh_path(),
+                    path,
                     bearer: None,
+                    basic: None,
                     cookie: Some(&cookie),
                     origin: origin_for(cfg),
                     body: None,
@@ -211,21 +340,81 @@ async fn step(cfg: &LoadConfig, vu: &mut Vu) -> Result<StatusCode> {
             } else if answer.status == StatusCode::UNAUTHORIZED {
                 vu.drop_session();
             }
-            Ok(answer.status)
+            Ok(answer.status.into())
         }
         Scenario::Login => {
             let answer = vu
                 .conn
                 .send(Req {
                     method: Method::POST,
-                    path: cfg.target.login_path(),
+                    path,
                     bearer: None,
+                    basic: None,
                     cookie: None,
                     origin: origin_for(cfg),
                     body: Some(Body::Json(vu.login_body.clone())),
                 })
                 .await?;
-            Ok(answer.status)
+            Ok(answer.status.into())
+        }
+        Scenario::TokenCc => {
+            let form = Bytes::from_static(CLIENT_CREDENTIALS_FORM);
+            let answer = vu.conn.send(oauth_req(cfg, path, form)).await?;
+            Ok(answer.status.into())
+        }
+        Scenario::TokenRefresh => {
+            let form = format!(
+                "grant_type=refresh_token&refresh_token={}",
+                urlencode(vu.refresh.as_deref().unwrap_or(""))
+            );
+            let answer = vu
+                .conn
+                .send(oauth_req(cfg, path, Bytes::from(form)))
+                .await?;
+            let mut outcome = Outcome::from(answer.status);
+            if answer.status.is_success() {
+                // Rotating: the one just used is spent.
+                match serde_json::from_slice::<TokenAnswer>(&answer.body) {
+                    Ok(TokenAnswer {
+                        refresh_token: Some(t),
+                        ..
+                    }) if !t.is_empty() => vu.refresh = Some(t),
+                    _ => {
+                        vu.drop_session();
+                        outcome.refused = Some("no refresh_token");
+                    }
+                }
+            } else if token_refused(answer.status) {
+                vu.drop_session();
+            }
+            Ok(outcome)
+        }
+        Scenario::Introspect => {
+            let form = format!("token={}", urlencode(vu.access.as_deref().unwrap_or("")));
+            let answer = vu
+                .conn
+                .send(oauth_req(cfg, path, Bytes::from(form)))
+                .await?;
+            let mut outcome = Outcome::from(answer.status);
+            if answer.status.is_success() {
+                #[derive(Deserialize)]
+                struct Introspection {
+                    active: bool,
+                }
+                match serde_json::from_slice::<Introspection>(&answer.body) {
+                    Ok(Introspection { active: true }) => {}
+                    // Expired, revoked, or unknown to this cluster worker:
+                    // a new token next time.
+                    Ok(Introspection { active: false }) => {
+                        vu.drop_session();
+                        outcome.refused = Some("inactive");
+                    }
+                    Err(_) => outcome.refused = Some("not an introspection"),
+                }
+            } else if token_refused(answer.status) {
+                vu.drop_session();
+            }
+            Ok(outcome)
         }
     }
 }
@@ -263,12 +452,20 @@ async fn drive(cfg: Arc<LoadConfig>, mut vu: Vu, phases: Phases) -> Result<VuSta
         connects: 0,
         first_error: None,
     };
+    let path = cfg.target.path_of(cfg.scenario).ok_or_else(|| {
+        anyhow!(
+            "{} has no {} request",
+            cfg.target.name(),
+            cfg.scenario.name()
+        )
+    })?;
     let connects_before = vu.conn.connects;
     while Instant::now() < phases.end {
         if !vu.has_session(cfg.scenario) {
-            // The session was lost (an error answer): log in again, outside
-            // the measured requests but inside the window's time.
-            match login(&cfg, &mut vu, phases.end).await {
+            // The session (or token) was lost (an error answer): get one
+            // again, outside the measured requests but inside the window's
+            // time.
+            match open_session(&cfg, &mut vu, phases.end).await {
                 Ok(()) => st.relogins += 1,
                 Err(e) => {
                     st.relogin_failures += 1;
@@ -280,24 +477,33 @@ async fn drive(cfg: Arc<LoadConfig>, mut vu: Vu, phases: Phases) -> Result<VuSta
             continue;
         }
         let t0 = Instant::now();
-        let result = timeout(cfg.request_timeout, step(&cfg, &mut vu)).await;
+        let result = timeout(cfg.request_timeout, step(&cfg, &mut vu, path)).await;
         let t1 = Instant::now();
         // A request counts when it completes inside the measured window.
         let counted = t1 >= phases.measure_start && t1 <= phases.end;
         match result {
-            Ok(Ok(status)) if status.is_success() => {
+            Ok(Ok(Outcome {
+                status,
+                refused: None,
+            })) if status.is_success() => {
                 if counted {
                     st.ok += 1;
                     let us = u64::try_from((t1 - t0).as_micros()).unwrap_or(u64::MAX);
                     st.hist.saturating_record(us.max(1));
                 }
             }
-            Ok(Ok(status)) => {
+            Ok(Ok(Outcome { status, refused })) => {
                 if counted {
                     st.errors += 1;
-                    *st.statuses.entry(status.as_u16().to_string()).or_default() += 1;
-                    st.first_error
-                        .get_or_insert_with(|| format!("HTTP {status} on {}", cfg.scenario.name()));
+                    let mut key = status.as_u16().to_string();
+                    if let Some(why) = refused {
+                        key = format!("{key} {why}");
+                    }
+                    *st.statuses.entry(key).or_default() += 1;
+                    st.first_error.get_or_insert_with(|| {
+                        let why = refused.map(|w| format!(": {w}")).unwrap_or_default();
+                        format!("HTTP {status} on {}{why}", cfg.scenario.name())
+                    });
                 }
                 if status == StatusCode::SERVICE_UNAVAILABLE {
                     sleep(cfg.backoff_503).await;
@@ -327,21 +533,20 @@ async fn drive(cfg: Arc<LoadConfig>, mut vu: Vu, phases: Phases) -> Result<VuSta
     Ok(st)
 }
 
-/// utime + stime of this process in seconds, from /proc (Linux).
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Fields after the command: state is field 3, utime 14, stime 15.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // USER_HZ is 100 on every Linux configuration in practice.
-    Some((utime + stime) / 100.0)
+/// CPU seconds of the server's process groups, now; `None` when none was
+/// given. Read on a blocking thread: the virtual users keep going.
+async fn server_cpu_seconds(cfg: &LoadConfig) -> Result<Option<f64>> {
+    if cfg.server_pgids.is_empty() {
+        return Ok(None);
+    }
+    let pgids = cfg.server_pgids.clone();
+    let seconds = tokio::task::spawn_blocking(move || group_cpu_seconds(&pgids)).await??;
+    Ok(Some(seconds))
 }
 
 /// Sets up `cfg.connections` virtual users (bounded concurrency): registers
-/// them (an existing user is fine) and, if the scenario needs one, logs each
-/// in. Sorted by index.
+/// them (an existing user is fine) unless the scenario has no user, and, if
+/// it needs one, gets each a session or token. Sorted by index.
 pub(crate) async fn setup(cfg: &Arc<LoadConfig>) -> Result<Vec<Vu>> {
     let setup_deadline = Instant::now() + cfg.setup_timeout;
     let permits = Arc::new(Semaphore::new(cfg.setup_concurrency.max(1)));
@@ -354,9 +559,11 @@ pub(crate) async fn setup(cfg: &Arc<LoadConfig>) -> Result<Vec<Vu>> {
                 let mut vu = Vu::new(&cfg, index)?;
                 vu.conn.ensure_connected().await?;
                 let _permit = permits.acquire().await?;
-                register(&cfg, &mut vu, setup_deadline).await?;
+                if cfg.scenario != Scenario::TokenCc {
+                    register(&cfg, &mut vu, setup_deadline).await?;
+                }
                 if cfg.scenario.needs_session() {
-                    login(&cfg, &mut vu, setup_deadline).await?;
+                    open_session(&cfg, &mut vu, setup_deadline).await?;
                 }
                 Ok(vu)
             }
@@ -377,6 +584,15 @@ pub(crate) async fn setup(cfg: &Arc<LoadConfig>) -> Result<Vec<Vu>> {
 /// and summarizes.
 pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
     let cfg = Arc::new(cfg);
+    if !cfg.target.supports(cfg.scenario) {
+        bail!(
+            "{} has no {} request",
+            cfg.target.name(),
+            cfg.scenario.name()
+        );
+    }
+    // A wrong --server-pgid fails now, not after the setup.
+    server_cpu_seconds(&cfg).await.context("--server-pgid")?;
     let vus = setup(&cfg).await?;
 
     let start = Instant::now();
@@ -390,8 +606,14 @@ pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
     }
     sleep_until(phases.measure_start).await;
     let cpu0 = process_cpu_seconds();
+    let server0 = server_cpu_seconds(&cfg)
+        .await
+        .context("server CPU at the window's start")?;
     sleep_until(phases.end).await;
     let cpu1 = process_cpu_seconds();
+    let server1 = server_cpu_seconds(&cfg)
+        .await
+        .context("server CPU at the window's end")?;
 
     let mut hist = new_histogram()?;
     let mut report = RunReport::empty(&cfg);
@@ -424,6 +646,11 @@ pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
     }
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         report.client_cpu_pct = Some(100.0 * (b - a) / cfg.duration.as_secs_f64());
+    }
+    if let (Some(a), Some(b)) = (server0, server1) {
+        if report.ok > 0 {
+            report.server_cpu_us_per_req = Some((b - a) / report.ok as f64 * 1e6);
+        }
     }
     report.finish(&hist, cfg.duration);
     Ok(report)

@@ -1,5 +1,6 @@
 //! latchkey-bench: the load generator that compares latchkey with the
-//! Express baseline (requests/s and p50/p99/p999 latency per path), and
+//! Express baseline and, for OAuth, with oidc-provider (requests/s,
+//! p50/p99/p999 latency and the server's CPU per request, per path), and
 //! measures bare Argon2id hashing for comparison with login; and the
 //! programs that show latchkey holds under abuse: `soak`, `abuse`, `kill9`.
 //!
@@ -8,6 +9,7 @@
 mod abuse;
 mod attack;
 mod client;
+mod cpu;
 mod hash;
 mod kill9;
 mod load;
@@ -25,7 +27,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hyper::header::HeaderValue;
 
-use crate::client::Endpoint;
+use crate::client::{basic_auth, Endpoint};
 use crate::load::LoadConfig;
 use crate::target::{Scenario, Target};
 
@@ -73,7 +75,9 @@ struct RunArgs {
     /// deployment comma-separated, virtual users spread over them.
     #[arg(long)]
     url: String,
-    /// Scenarios, comma-separated, run one after the other.
+    /// Scenarios, comma-separated, run one after the other. The OAuth ones
+    /// (token-cc, token-refresh, introspect) need --client-id and
+    /// --client-secret.
     #[arg(
         long,
         value_enum,
@@ -111,6 +115,16 @@ struct RunArgs {
     /// A label copied into the JSON lines (the report's column key).
     #[arg(long)]
     label: Option<String>,
+    /// The OAuth client of the OAuth scenarios (HTTP Basic authentication).
+    #[arg(long)]
+    client_id: Option<String>,
+    #[arg(long)]
+    client_secret: Option<String>,
+    /// The server's process group ids, comma-separated: their processes'
+    /// CPU time in the measured window is reported per request (a server
+    /// started with `setsid` has its pid as its group id).
+    #[arg(long, value_delimiter = ',', value_name = "PGID[,PGID...]")]
+    server_pgid: Vec<u32>,
 }
 
 #[derive(Args)]
@@ -202,6 +216,34 @@ fn run(args: RunArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let origin = HeaderValue::from_str(args.origin.as_deref().unwrap_or(&endpoints[0].origin))
         .context("bad --origin")?;
+    // Every scenario is checked before the first one runs.
+    for scenario in &args.scenario {
+        if !args.target.supports(*scenario) {
+            bail!(
+                "--target {} has no {} scenario",
+                args.target.name(),
+                scenario.name()
+            );
+        }
+    }
+    let basic = match (&args.client_id, &args.client_secret) {
+        (Some(id), Some(secret)) => {
+            Some(basic_auth(id, secret).context("bad --client-id or --client-secret")?)
+        }
+        (None, None) => None,
+        _ => bail!("--client-id and --client-secret go together"),
+    };
+    if basic.is_none() {
+        if let Some(s) = args.scenario.iter().find(|s| s.is_oauth()) {
+            bail!(
+                "the {} scenario needs --client-id and --client-secret",
+                s.name()
+            );
+        }
+    }
+    if args.server_pgid.contains(&0) {
+        bail!("--server-pgid: 0 is not a process group");
+    }
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -227,6 +269,8 @@ fn run(args: RunArgs) -> Result<()> {
                 request_timeout: args.request_timeout,
                 backoff_503: args.backoff_503,
                 label: args.label.clone(),
+                basic: basic.clone(),
+                server_pgids: args.server_pgid.clone(),
                 client_threads: args.threads,
             };
             let report = load::run(cfg).await.with_context(|| {

@@ -19,7 +19,9 @@ use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 use crate::client::{Answer, Body, Endpoint, Req};
 use crate::load::{self, LoadConfig, Vu};
 use crate::report::{fmt_count, fmt_rate, fmt_us, new_histogram};
-use crate::target::{Scenario, Target, REFRESH_COOKIE};
+use crate::target::{
+    Scenario, Target, LATCHKEY_LOGIN, LATCHKEY_ME, LATCHKEY_REFRESH, REFRESH_COOKIE,
+};
 
 const ACCESS_COOKIE: &str = "accessToken";
 
@@ -320,6 +322,8 @@ pub async fn setup(
         request_timeout,
         backoff_503: Duration::from_millis(20),
         label: None,
+        basic: None,
+        server_pgids: Vec::new(),
         client_threads: 1,
     };
     load::setup(&Arc::new(cfg)).await
@@ -505,8 +509,9 @@ async fn step(cfg: &Drive, vu: &mut Vu, kind: Kind) -> Result<StatusCode> {
             vu.conn
                 .send(Req {
                     method: Method::GET,
-                    path: Target::Latchkey.me_path(),
+                    path: LATCHKEY_ME,
                     bearer: vu.access.as_deref(),
+                    basic: None,
                     cookie: None,
                     origin: None,
                     body: None,
@@ -518,8 +523,9 @@ async fn step(cfg: &Drive, vu: &mut Vu, kind: Kind) -> Result<StatusCode> {
             vu.conn
                 .send(Req {
                     method: Method::POST,
-                    path: Target::Latchkey.refresh_path(),
+                    path: LATCHKEY_REFRESH,
                     bearer: None,
+                    basic: None,
                     cookie: Some(&cookie),
                     origin: Some(&cfg.origin),
                     body: None,
@@ -530,8 +536,9 @@ async fn step(cfg: &Drive, vu: &mut Vu, kind: Kind) -> Result<StatusCode> {
             vu.conn
                 .send(Req {
                     method: Method::POST,
-                    path: Target::Latchkey.login_path(),
+                    path: LATCHKEY_LOGIN,
                     bearer: None,
+                    basic: None,
                     cookie: None,
                     origin: Some(&cfg.origin),
                     body: Some(Body::Json(vu.login_body.clone())),

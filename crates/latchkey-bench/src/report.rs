@@ -52,6 +52,9 @@ pub struct RunReport {
     pub client_threads: usize,
     /// CPU used by the load generator itself, in % of one core.
     pub client_cpu_pct: Option<f64>,
+    /// CPU used by the server's process groups (`--server-pgid`) in the
+    /// window, in microseconds per 2xx answer.
+    pub server_cpu_us_per_req: Option<f64>,
 }
 
 impl RunReport {
@@ -60,7 +63,11 @@ impl RunReport {
             label: cfg.label.clone(),
             target: cfg.target.name().to_owned(),
             scenario: cfg.scenario.name().to_owned(),
-            path: cfg.target.path_of(cfg.scenario).to_owned(),
+            path: cfg
+                .target
+                .path_of(cfg.scenario)
+                .unwrap_or_default()
+                .to_owned(),
             connections: cfg.connections,
             warmup: cfg.warmup.as_secs_f64(),
             client_threads: cfg.client_threads,
@@ -86,6 +93,9 @@ impl RunReport {
         }
         self.req_per_s = (self.req_per_s * 10.0).round() / 10.0;
         self.client_cpu_pct = self.client_cpu_pct.map(|c| c.round());
+        self.server_cpu_us_per_req = self
+            .server_cpu_us_per_req
+            .map(|c| (c * 10.0).round() / 10.0);
     }
 
     /// The human-readable line (stderr).
@@ -109,6 +119,9 @@ impl RunReport {
             fmt_us(self.p99_us),
             fmt_us(self.p999_us),
         );
+        if let Some(cpu) = self.server_cpu_us_per_req {
+            let _ = write!(s, ", server cpu {cpu:.1} us/req");
+        }
         if let Some(cpu) = self.client_cpu_pct {
             let _ = write!(s, ", load generator cpu {cpu:.0}%");
         }
@@ -175,7 +188,7 @@ fn median(runs: &[&RunReport]) -> Option<RunReport> {
     v.get((v.len().saturating_sub(1)) / 2).map(|r| (*r).clone())
 }
 
-/// The three columns of the comparison, by label.
+/// The columns of the comparisons, by label.
 pub const LATCHKEY: &str = "latchkey";
 pub const FAITHFUL: &str = "express-faithful";
 pub const STRONGEST: &str = "express-strongest";
@@ -183,24 +196,38 @@ pub const HASH: &str = "argon2id";
 /// latchkey on PostgreSQL: one node, and two nodes sharing the database.
 pub const PG: &str = "latchkey-pg";
 pub const PG_TWO: &str = "latchkey-pg-2nodes";
+/// panva's oidc-provider, the OAuth peer.
+pub const OIDC: &str = "oidc-provider";
 
 fn key(r: &RunReport) -> String {
     r.label.clone().unwrap_or_else(|| r.target.clone())
 }
 
-fn cell(r: Option<&RunReport>) -> (String, String) {
+/// Server CPU per request, `n/a` when not measured.
+fn fmt_cpu(r: Option<&RunReport>) -> String {
+    r.and_then(|r| r.server_cpu_us_per_req)
+        .map_or_else(|| "n/a".to_owned(), fmt_rate)
+}
+
+/// req/s (with errors), p50 / p99, server CPU µs/req.
+fn cell(r: Option<&RunReport>) -> [String; 3] {
     match r {
-        None => ("n/a".into(), "".into()),
+        None => ["n/a".into(), "".into(), "n/a".into()],
         Some(r) => {
             let mut rate = fmt_rate(r.req_per_s);
             if r.errors > 0 {
                 let _ = write!(rate, " ({} err)", r.errors);
             }
-            (rate, format!("{} / {}", fmt_us(r.p50_us), fmt_us(r.p99_us)))
+            [
+                rate,
+                format!("{} / {}", fmt_us(r.p50_us), fmt_us(r.p99_us)),
+                fmt_cpu(Some(r)),
+            ]
         }
     }
 }
 
+/// req/s of `a` ÷ req/s of `b`.
 fn ratio(a: Option<&RunReport>, b: Option<&RunReport>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b.req_per_s > 0.0 => format!("{:.2}x", a.req_per_s / b.req_per_s),
@@ -208,8 +235,18 @@ fn ratio(a: Option<&RunReport>, b: Option<&RunReport>) -> String {
     }
 }
 
+/// Server CPU per request of `theirs` ÷ that of `ours`: how many times
+/// the CPU latchkey spends on the same request the other spends.
+fn cpu_ratio(theirs: Option<&RunReport>, ours: Option<&RunReport>) -> String {
+    let cpu = |r: Option<&RunReport>| r.and_then(|r| r.server_cpu_us_per_req);
+    match (cpu(theirs), cpu(ours)) {
+        (Some(t), Some(o)) if o > 0.0 => format!("{:.2}x", t / o),
+        _ => "n/a".into(),
+    }
+}
+
 /// Reads JSON lines (lines that are not a JSON object are skipped) and
-/// prints the comparison table.
+/// prints the comparison tables.
 pub fn markdown(text: &str) -> Result<String> {
     let mut runs = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -228,19 +265,9 @@ pub fn markdown(text: &str) -> Result<String> {
             .collect();
         median(&matching)
     };
-    let count = |label: &str, scenario: &str| {
-        runs.iter()
-            .filter(|r| key(r) == label && r.scenario == scenario)
-            .count()
-    };
 
     let mut out = String::new();
-    out.push_str(
-        "| path | latchkey req/s | p50 / p99 | Express faithful req/s | p50 / p99 | \
-         Express strongest req/s | p50 / p99 | latchkey / strongest | latchkey / faithful |\n",
-    );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    let rows = [
+    let express_rows = [
         ("me", "`GET /v1/me` vs `GET /me`"),
         (
             "refresh",
@@ -248,48 +275,105 @@ pub fn markdown(text: &str) -> Result<String> {
         ),
         ("login", "login: `POST /v1/auth/login` (Argon2id) vs `POST /login` (bcrypt 10)"),
     ];
-    let mut runs_seen = 0usize;
-    for (scenario, title) in rows {
+    let mut table = String::new();
+    for (scenario, title) in express_rows {
         let lk = pick(LATCHKEY, scenario);
         let fa = pick(FAITHFUL, scenario);
         let st = pick(STRONGEST, scenario);
         if lk.is_none() && fa.is_none() && st.is_none() {
             continue;
         }
-        runs_seen = runs_seen
-            .max(count(LATCHKEY, scenario))
-            .max(count(FAITHFUL, scenario))
-            .max(count(STRONGEST, scenario));
-        let (lr, ll) = cell(lk.as_ref());
-        let (fr, fl) = cell(fa.as_ref());
-        let (sr, sl) = cell(st.as_ref());
+        let [lr, ll, lc] = cell(lk.as_ref());
+        let [fr, fl, fc] = cell(fa.as_ref());
+        let [sr, sl, sc] = cell(st.as_ref());
         let _ = writeln!(
-            out,
-            "| {title} | {lr} | {ll} | {fr} | {fl} | {sr} | {sl} | {} | {} |",
+            table,
+            "| {title} | {lr} | {ll} | {lc} | {fr} | {fl} | {fc} | {sr} | {sl} | {sc} | {} | {} | {} |",
             ratio(lk.as_ref(), st.as_ref()),
             ratio(lk.as_ref(), fa.as_ref()),
+            cpu_ratio(st.as_ref(), lk.as_ref()),
         );
     }
-    out.push('\n');
-
-    if [PG, PG_TWO]
-        .iter()
-        .any(|l| ["me", "refresh"].iter().any(|s| pick(l, s).is_some()))
-    {
+    if !table.is_empty() {
         out.push_str(
-            "| path | SQLite, 1 node req/s | p50 / p99 | PostgreSQL, 1 node req/s | p50 / p99 | \
-             PostgreSQL, 2 nodes req/s | p50 / p99 |\n",
+            "| path | latchkey req/s | p50 / p99 | CPU µs/req | Express faithful req/s | p50 / p99 | \
+             CPU µs/req | Express strongest req/s | p50 / p99 | CPU µs/req | latchkey / strongest | \
+             latchkey / faithful | strongest CPU/req ÷ latchkey CPU/req |\n",
         );
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
-        for (scenario, title) in [
-            ("me", "`GET /v1/me`"),
-            ("refresh", "`POST /v1/auth/refresh`"),
-        ] {
-            let (a, al) = cell(pick(LATCHKEY, scenario).as_ref());
-            let (b, bl) = cell(pick(PG, scenario).as_ref());
-            let (c, cl) = cell(pick(PG_TWO, scenario).as_ref());
-            let _ = writeln!(out, "| {title} | {a} | {al} | {b} | {bl} | {c} | {cl} |");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str(&table);
+        out.push('\n');
+    }
+
+    let oauth_rows = [
+        (
+            "token-cc",
+            "`POST /oauth2/token` client_credentials vs `POST /token`",
+        ),
+        (
+            "token-refresh",
+            "`POST /oauth2/token` refresh_token (rotating) vs `POST /token`",
+        ),
+        (
+            "introspect",
+            "`POST /oauth2/introspect` of a user's access token (JWT) vs \
+             `POST /token/introspection` of an opaque client_credentials token",
+        ),
+    ];
+    let mut table = String::new();
+    for (scenario, title) in oauth_rows {
+        let lk = pick(LATCHKEY, scenario);
+        let op = pick(OIDC, scenario);
+        if lk.is_none() && op.is_none() {
+            continue;
         }
+        let [lr, ll, lc] = cell(lk.as_ref());
+        let [or, ol, oc] = cell(op.as_ref());
+        let _ = writeln!(
+            table,
+            "| {title} | {lr} | {ll} | {lc} | {or} | {ol} | {oc} | {} | {} |",
+            ratio(lk.as_ref(), op.as_ref()),
+            cpu_ratio(op.as_ref(), lk.as_ref()),
+        );
+    }
+    if !table.is_empty() {
+        out.push_str(
+            "| OAuth path | latchkey req/s | p50 / p99 | CPU µs/req | oidc-provider req/s | \
+             p50 / p99 | CPU µs/req | latchkey / oidc-provider | \
+             oidc-provider CPU/req ÷ latchkey CPU/req |\n",
+        );
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str(&table);
+        out.push('\n');
+    }
+
+    let pg_rows = [
+        ("me", "`GET /v1/me`"),
+        ("refresh", "`POST /v1/auth/refresh`"),
+        ("token-refresh", "`POST /oauth2/token` refresh_token"),
+    ];
+    let mut table = String::new();
+    for (scenario, title) in pg_rows {
+        let pg = pick(PG, scenario);
+        let two = pick(PG_TWO, scenario);
+        if pg.is_none() && two.is_none() {
+            continue;
+        }
+        let [a, al, ac] = cell(pick(LATCHKEY, scenario).as_ref());
+        let [b, bl, bc] = cell(pg.as_ref());
+        let [c, cl, cc] = cell(two.as_ref());
+        let _ = writeln!(
+            table,
+            "| {title} | {a} | {al} | {ac} | {b} | {bl} | {bc} | {c} | {cl} | {cc} |"
+        );
+    }
+    if !table.is_empty() {
+        out.push_str(
+            "| path | SQLite, 1 node req/s | p50 / p99 | CPU µs/req | PostgreSQL, 1 node req/s | \
+             p50 / p99 | CPU µs/req | PostgreSQL, 2 nodes req/s | p50 / p99 | CPU µs/req |\n",
+        );
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str(&table);
         out.push('\n');
     }
 
@@ -314,10 +398,26 @@ pub fn markdown(text: &str) -> Result<String> {
         }
     }
 
+    // Every (label, scenario) measured, in the order of the lines.
+    let mut measured: Vec<(String, String)> = Vec::new();
+    for r in runs.iter().filter(|r| key(r) != HASH) {
+        let k = (key(r), r.scenario.clone());
+        if !measured.contains(&k) {
+            measured.push(k);
+        }
+    }
     if let Some(any) = runs.iter().find(|r| key(r) != HASH) {
-        let cpu: Vec<String> = [LATCHKEY, FAITHFUL, STRONGEST]
+        let runs_seen = measured
             .iter()
-            .flat_map(|l| ["me", "refresh", "login"].map(|s| (*l, s)))
+            .map(|(l, s)| {
+                runs.iter()
+                    .filter(|r| key(r) == *l && r.scenario == *s)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        let cpu: Vec<String> = measured
+            .iter()
             .filter_map(|(l, s)| {
                 pick(l, s).and_then(|r| r.client_cpu_pct.map(|c| format!("{l} {s} {c:.0}%")))
             })
@@ -338,6 +438,15 @@ pub fn markdown(text: &str) -> Result<String> {
                 cpu.join(", ")
             },
         );
+        if runs.iter().any(|r| r.server_cpu_us_per_req.is_some()) {
+            out.push_str(
+                "\nCPU µs/req: the server's user + system CPU time in the measured window \
+                 (every process of its process group: a Node cluster's primary and workers \
+                 alike; both nodes of a 2-node deployment), divided by its 2xx answers. On \
+                 PostgreSQL it is latchkey's alone: the PostgreSQL server's own CPU is not \
+                 counted. n/a: not measured.\n",
+            );
+        }
     }
     let errors: Vec<String> = runs
         .iter()
@@ -358,6 +467,19 @@ pub fn markdown(text: &str) -> Result<String> {
         .collect();
     if !errors.is_empty() {
         let _ = writeln!(out, "\nErrors: {}.", errors.join("; "));
+    }
+    let again: Vec<String> = runs
+        .iter()
+        .filter(|r| r.relogins > 0)
+        .map(|r| format!("{} {}: {}", key(r), r.scenario, r.relogins))
+        .collect();
+    if !again.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nSessions or tokens obtained again during the load (after a 400/401, \
+             or an inactive token): {}.",
+            again.join("; ")
+        );
     }
     Ok(out)
 }
@@ -389,7 +511,7 @@ pub fn status_summary(
 mod tests {
     use super::*;
 
-    fn run(label: &str, scenario: &str, rps: f64) -> String {
+    fn run_cpu(label: &str, scenario: &str, rps: f64, cpu: Option<f64>) -> String {
         let r = RunReport {
             label: Some(label.into()),
             target: label.split('-').next().unwrap().into(),
@@ -401,18 +523,32 @@ mod tests {
             p50_us: 1500,
             p99_us: 12_000,
             client_threads: 1,
+            server_cpu_us_per_req: cpu,
             ..RunReport::default()
         };
         serde_json::to_string(&r).unwrap()
     }
 
+    fn run(label: &str, scenario: &str, rps: f64) -> String {
+        run_cpu(label, scenario, rps, None)
+    }
+
+    /// The table row whose first cell starts with `start`, split in cells.
+    fn row<'a>(md: &'a str, start: &str) -> Vec<&'a str> {
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {start}")))
+            .unwrap_or_else(|| panic!("no row {start:?} in\n{md}"));
+        line.trim_matches('|').split(" | ").map(str::trim).collect()
+    }
+
     #[test]
     fn table_takes_medians_and_ratios() {
         let lines = [
-            run(LATCHKEY, "me", 30_000.0),
-            run(LATCHKEY, "me", 10_000.0),
-            run(LATCHKEY, "me", 20_000.0),
-            run(STRONGEST, "me", 8_000.0),
+            run_cpu(LATCHKEY, "me", 30_000.0, Some(10.0)),
+            run_cpu(LATCHKEY, "me", 10_000.0, Some(30.0)),
+            run_cpu(LATCHKEY, "me", 20_000.0, Some(20.0)),
+            run_cpu(STRONGEST, "me", 8_000.0, Some(150.0)),
             run(FAITHFUL, "me", 1_000.0),
             run(LATCHKEY, "login", 90.0),
             run(HASH, "hash", 100.0),
@@ -420,10 +556,131 @@ mod tests {
         ]
         .join("\n");
         let md = markdown(&lines).unwrap();
-        assert!(md.contains("| 20,000 |"), "{md}");
-        assert!(md.contains("| 2.50x | 20.00x |"), "{md}");
+        // The median run's figures, its own CPU included.
+        let me = row(&md, "`GET /v1/me`");
+        assert_eq!(
+            me,
+            [
+                "`GET /v1/me` vs `GET /me`",
+                "20,000",
+                "1.50 ms / 12 ms",
+                "20.0",
+                "1,000",
+                "1.50 ms / 12 ms",
+                "n/a",
+                "8,000",
+                "1.50 ms / 12 ms",
+                "150",
+                "2.50x",
+                "20.00x",
+                "7.50x",
+            ]
+        );
+        // No CPU for login: the ratio says so.
+        assert_eq!(row(&md, "login:").last(), Some(&"n/a"));
         assert!(md.contains("reaches 90% of it"), "{md}");
         assert!(md.contains("of 3 run(s)"), "{md}");
+        assert!(
+            md.contains("PostgreSQL server's own CPU is not counted"),
+            "{md}"
+        );
+        // No OAuth or PostgreSQL runs: no such tables.
+        assert!(!md.contains("OAuth path"), "{md}");
+        assert!(!md.contains("PostgreSQL, 1 node"), "{md}");
+    }
+
+    #[test]
+    fn oauth_table_compares_with_oidc_provider() {
+        let lines = [
+            run_cpu(LATCHKEY, "token-cc", 12_000.0, Some(80.0)),
+            run_cpu(OIDC, "token-cc", 3_000.0, Some(600.0)),
+            run_cpu(LATCHKEY, "token-refresh", 4_000.0, Some(250.0)),
+            run_cpu(OIDC, "token-refresh", 2_000.0, Some(1000.0)),
+            run_cpu(OIDC, "introspect", 5_000.0, Some(400.0)),
+        ]
+        .join("\n");
+        let md = markdown(&lines).unwrap();
+        assert!(md.contains("| OAuth path |"), "{md}");
+        assert!(!md.contains("Express faithful"), "{md}");
+        let cc = row(&md, "`POST /oauth2/token` client_credentials");
+        assert_eq!(
+            cc[1..],
+            [
+                "12,000",
+                "1.50 ms / 12 ms",
+                "80.0",
+                "3,000",
+                "1.50 ms / 12 ms",
+                "600",
+                "4.00x",
+                "7.50x"
+            ]
+        );
+        let refresh = row(&md, "`POST /oauth2/token` refresh_token");
+        assert_eq!(refresh[7..], ["2.00x", "4.00x"]);
+        // latchkey not measured: no ratios, oidc-provider's figures still shown.
+        let intro = row(&md, "`POST /oauth2/introspect`");
+        assert_eq!(
+            intro[1..],
+            [
+                "n/a",
+                "",
+                "n/a",
+                "5,000",
+                "1.50 ms / 12 ms",
+                "400",
+                "n/a",
+                "n/a"
+            ]
+        );
+    }
+
+    #[test]
+    fn postgres_table_has_cpu_and_oauth_refresh() {
+        let lines = [
+            run_cpu(LATCHKEY, "refresh", 9_000.0, Some(110.0)),
+            run_cpu(PG, "refresh", 3_000.0, Some(140.0)),
+            run_cpu(PG_TWO, "refresh", 3_500.0, Some(160.0)),
+            run_cpu(PG, "token-refresh", 2_500.0, Some(170.4)),
+        ]
+        .join("\n");
+        let md = markdown(&lines).unwrap();
+        let refresh = row(&md, "`POST /v1/auth/refresh` |");
+        assert_eq!(refresh[1..4], ["9,000", "1.50 ms / 12 ms", "110"]);
+        assert_eq!(refresh[4..7], ["3,000", "1.50 ms / 12 ms", "140"]);
+        assert_eq!(refresh[7..10], ["3,500", "1.50 ms / 12 ms", "160"]);
+        let oauth = row(&md, "`POST /oauth2/token` refresh_token |");
+        assert_eq!(oauth[4..7], ["2,500", "1.50 ms / 12 ms", "170"]);
+        assert_eq!(oauth[7], "n/a");
+        // `me` was not run on PostgreSQL: no row.
+        assert!(!md.contains("| `GET /v1/me` |"), "{md}");
+    }
+
+    #[test]
+    fn server_cpu_in_json_and_human_line() {
+        let mut r = RunReport {
+            label: Some(STRONGEST.into()),
+            target: "express".into(),
+            scenario: "me".into(),
+            path: "/me".into(),
+            ok: 100,
+            server_cpu_us_per_req: Some(123.456),
+            ..RunReport::default()
+        };
+        r.finish(&new_histogram().unwrap(), Duration::from_secs(2));
+        assert_eq!(r.server_cpu_us_per_req, Some(123.5));
+        assert!(
+            r.human().contains("server cpu 123.5 us/req"),
+            "{}",
+            r.human()
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["server_cpu_us_per_req"], 123.5);
+        // Lines written before the field existed still read.
+        let old: RunReport =
+            serde_json::from_str(r#"{"target":"latchkey","scenario":"me","req_per_s":1.0}"#)
+                .unwrap();
+        assert_eq!(old.server_cpu_us_per_req, None);
     }
 
     #[test]
