@@ -24,7 +24,10 @@
 #                   node on PostgreSQL), latchkey-pg-2nodes (two nodes on one
 #                   PostgreSQL database, virtual users spread over them),
 #                   express-faithful, express-strongest, oidc-provider
-#                   (default all six)
+#                   (default all six). With a PostgreSQL target, pgbench also
+#                   measures PostgreSQL's own single-row update rate (the
+#                   ceiling of a refresh there), and the PostgreSQL
+#                   processes' CPU is measured per request
 #   HASH            0 skips the bare Argon2id measurement (default 1)
 #   CLIENT_THREADS  worker threads of the load generator (default 1)
 #   RESULTS         also copy the raw JSON lines to this file
@@ -314,6 +317,9 @@ load() {
     # Per scenario: setup (bounded by its own timeouts) + warm-up + window.
     # Each server runs in its own session (setsid): its pid is its process
     # group, whose CPU the generator measures (Node cluster workers too).
+    if [[ "$label" == latchkey-pg* ]]; then
+        client+=(--database-comm postgres)
+    fi
     run_bounded $(((WARMUP + DURATION + 200) * n)) "$BENCH" run --target "$target" \
         --url "$SERVER_URL" --server-pgid "${SERVER_PID// /,}" ${client[@]+"${client[@]}"} \
         --scenario "$scenarios" --connections "$CONNECTIONS" \
@@ -338,6 +344,16 @@ for run in $(seq 1 "$RUNS"); do
         start_latchkey_pg 2
         load latchkey latchkey-pg-2nodes
         stop_servers
+    fi
+    if wants_postgres; then
+        if command -v pgbench >/dev/null; then
+            new_database pg
+            log "pgbench: PostgreSQL's own single-row UPDATE rate, $CONNECTIONS clients, ${DURATION}s"
+            run_bounded $((DURATION + 120)) "$BENCH" pgbench --database-url "$DB_URL" \
+                --clients "$CONNECTIONS" --duration "${DURATION}s" >>"$RESULTS_FILE"
+        else
+            log "no pgbench: PostgreSQL's own update rate is not measured"
+        fi
     fi
     if wants express-faithful; then
         start_express 0 0

@@ -13,6 +13,8 @@ struct Stat {
     pgrp: u32,
     /// utime + stime, in ticks.
     ticks: u64,
+    /// cutime + cstime: of its children that ended and were waited for.
+    children_ticks: u64,
 }
 
 fn parse_stat(stat: &str) -> Option<Stat> {
@@ -24,9 +26,12 @@ fn parse_stat(stat: &str) -> Option<Stat> {
     let pgrp = fields.get(2)?.parse().ok()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
+    let cutime: u64 = fields.get(13)?.parse().ok()?;
+    let cstime: u64 = fields.get(14)?.parse().ok()?;
     Some(Stat {
         pgrp,
         ticks: utime + stime,
+        children_ticks: cutime + cstime,
     })
 }
 
@@ -69,6 +74,47 @@ pub fn group_cpu_seconds(pgids: &[u32]) -> Result<f64> {
     Ok(ticks as f64 / TICKS_PER_SECOND)
 }
 
+/// utime + stime, in seconds, summed over every live process whose command
+/// name is `comm` (e.g. `postgres`: the database's backends, whatever
+/// process group its service manager gave them), with the CPU of their
+/// children that ended (a backend of a client that disconnected is counted
+/// in the postmaster's). An error if there is none.
+pub fn comm_cpu_seconds(comm: &str) -> Result<f64> {
+    let mut ticks = 0u64;
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").context("reading /proc")? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(name) = stat
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map(|(name, _)| name)
+        else {
+            continue;
+        };
+        if name != comm {
+            continue;
+        }
+        if let Some(stat) = parse_stat(&stat) {
+            seen = true;
+            ticks += stat.ticks + stat.children_ticks;
+        }
+    }
+    if !seen {
+        bail!("no process named {comm}");
+    }
+    Ok(ticks as f64 / TICKS_PER_SECOND)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,16 +122,24 @@ mod tests {
     #[test]
     fn stat_fields_after_the_last_parenthesis() {
         let stat = "4242 (node (worker) 2) S 1 4200 4200 0 -1 4194560 1 0 0 0 \
-                    250 75 0 0 20 0 11 0 1234 5678 90 18446744073709551615";
+                    250 75 7 3 20 0 11 0 1234 5678 90 18446744073709551615";
         assert_eq!(
             parse_stat(stat),
             Some(Stat {
                 pgrp: 4200,
-                ticks: 325
+                ticks: 325,
+                children_ticks: 10,
             })
         );
         assert_eq!(parse_stat("4242 (short) S 1"), None);
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn processes_are_found_by_name() {
+        let own = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert!(comm_cpu_seconds(own.trim()).is_ok());
+        assert!(comm_cpu_seconds("no-such-process-name").is_err());
     }
 
     #[test]

@@ -185,6 +185,7 @@ async fn load_and_kill(args: LoadArgs) -> Result<()> {
         label: None,
         basic: None,
         server_pgids: Vec::new(),
+        database_comm: None,
         client_threads: 1,
     };
     eprintln!(

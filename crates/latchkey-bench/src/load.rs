@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use crate::client::{urlencode, Answer, Body, Conn, Endpoint, Req};
-use crate::cpu::{group_cpu_seconds, process_cpu_seconds};
+use crate::cpu::{comm_cpu_seconds, group_cpu_seconds, process_cpu_seconds};
 use crate::report::{new_histogram, RunReport};
 use crate::target::{Scenario, Target, OIDC_MINT_REFRESH, REFRESH_COOKIE};
 
@@ -42,6 +42,8 @@ pub struct LoadConfig {
     /// The server's process groups, whose CPU time is measured (none: not
     /// measured).
     pub server_pgids: Vec<u32>,
+    /// The database's process name, whose CPU is measured like the server's.
+    pub database_comm: Option<String>,
     pub client_threads: usize,
 }
 
@@ -544,6 +546,15 @@ async fn server_cpu_seconds(cfg: &LoadConfig) -> Result<Option<f64>> {
     Ok(Some(seconds))
 }
 
+/// CPU seconds of the database's processes, now; `None` when not asked.
+async fn database_cpu_seconds(cfg: &LoadConfig) -> Result<Option<f64>> {
+    let Some(comm) = cfg.database_comm.clone() else {
+        return Ok(None);
+    };
+    let seconds = tokio::task::spawn_blocking(move || comm_cpu_seconds(&comm)).await??;
+    Ok(Some(seconds))
+}
+
 /// Sets up `cfg.connections` virtual users (bounded concurrency): registers
 /// them (an existing user is fine) unless the scenario has no user, and, if
 /// it needs one, gets each a session or token. Sorted by index.
@@ -605,11 +616,13 @@ pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
         tasks.spawn(drive(Arc::clone(&cfg), vu, phases));
     }
     sleep_until(phases.measure_start).await;
+    let database0 = database_cpu_seconds(&cfg).await?;
     let cpu0 = process_cpu_seconds();
     let server0 = server_cpu_seconds(&cfg)
         .await
         .context("server CPU at the window's start")?;
     sleep_until(phases.end).await;
+    let database1 = database_cpu_seconds(&cfg).await?;
     let cpu1 = process_cpu_seconds();
     let server1 = server_cpu_seconds(&cfg)
         .await
@@ -647,10 +660,10 @@ pub async fn run(cfg: LoadConfig) -> Result<RunReport> {
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         report.client_cpu_pct = Some(100.0 * (b - a) / cfg.duration.as_secs_f64());
     }
-    if let (Some(a), Some(b)) = (server0, server1) {
-        if report.ok > 0 {
-            report.server_cpu_us_per_req = Some((b - a) / report.ok as f64 * 1e6);
-        }
+    if report.ok > 0 {
+        let per_request = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / report.ok as f64 * 1e6);
+        report.server_cpu_us_per_req = per_request(server0, server1);
+        report.database_cpu_us_per_req = per_request(database0, database1);
     }
     report.finish(&hist, cfg.duration);
     Ok(report)

@@ -14,6 +14,7 @@ mod hash;
 mod kill9;
 mod load;
 mod mix;
+mod pgbench;
 mod report;
 mod server;
 mod soak;
@@ -60,6 +61,9 @@ enum Command {
     /// requests, and after it; with the server's VmRSS and /metrics size;
     /// a Markdown summary. Exits with 1 on a FAIL.
     Abuse(abuse::AbuseArgs),
+    /// PostgreSQL's own single-row update rate (pgbench, a row per client,
+    /// prepared statements): one JSON line, like `run`'s.
+    Pgbench(pgbench::PgbenchArgs),
     /// `kill -9` of the server under refresh load, in steps the script
     /// drives: load (and kill), check (after the restart), report.
     #[command(subcommand)]
@@ -125,6 +129,10 @@ struct RunArgs {
     /// started with `setsid` has its pid as its group id).
     #[arg(long, value_delimiter = ',', value_name = "PGID[,PGID...]")]
     server_pgid: Vec<u32>,
+    /// The database's process name (`postgres`): the CPU time of every
+    /// process of that name in the window is reported per request too.
+    #[arg(long)]
+    database_comm: Option<String>,
 }
 
 #[derive(Args)]
@@ -184,6 +192,13 @@ fn main() -> Result<ExitCode> {
                 text.push('\n');
             }
             print!("{}", report::markdown(&text)?);
+            Ok(true)
+        }
+        Command::Pgbench(args) => {
+            for report in pgbench::run(&args)? {
+                eprintln!("{}", report.human());
+                println!("{}", serde_json::to_string(&report)?);
+            }
             Ok(true)
         }
         Command::Soak(args) => single_threaded()?.block_on(soak::run(args)),
@@ -271,6 +286,7 @@ fn run(args: RunArgs) -> Result<()> {
                 label: args.label.clone(),
                 basic: basic.clone(),
                 server_pgids: args.server_pgid.clone(),
+                database_comm: args.database_comm.clone(),
                 client_threads: args.threads,
             };
             let report = load::run(cfg).await.with_context(|| {

@@ -324,6 +324,7 @@ pub async fn setup(
         label: None,
         basic: None,
         server_pgids: Vec::new(),
+        database_comm: None,
         client_threads: 1,
     };
     load::setup(&Arc::new(cfg)).await

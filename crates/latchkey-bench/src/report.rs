@@ -55,6 +55,9 @@ pub struct RunReport {
     /// CPU used by the server's process groups (`--server-pgid`) in the
     /// window, in microseconds per 2xx answer.
     pub server_cpu_us_per_req: Option<f64>,
+    /// CPU used by the database's processes (`--database-comm`) in the
+    /// window, in microseconds per 2xx answer.
+    pub database_cpu_us_per_req: Option<f64>,
 }
 
 impl RunReport {
@@ -96,6 +99,9 @@ impl RunReport {
         self.server_cpu_us_per_req = self
             .server_cpu_us_per_req
             .map(|c| (c * 10.0).round() / 10.0);
+        self.database_cpu_us_per_req = self
+            .database_cpu_us_per_req
+            .map(|c| (c * 10.0).round() / 10.0);
     }
 
     /// The human-readable line (stderr).
@@ -119,8 +125,15 @@ impl RunReport {
             fmt_us(self.p99_us),
             fmt_us(self.p999_us),
         );
+        if self.p50_us == 0 && self.mean_us > 0.0 {
+            // pgbench reports only an average.
+            let _ = write!(s, ", mean {}", fmt_us(self.mean_us.round() as u64));
+        }
         if let Some(cpu) = self.server_cpu_us_per_req {
             let _ = write!(s, ", server cpu {cpu:.1} us/req");
+        }
+        if let Some(cpu) = self.database_cpu_us_per_req {
+            let _ = write!(s, ", database cpu {cpu:.1} us/req");
         }
         if let Some(cpu) = self.client_cpu_pct {
             let _ = write!(s, ", load generator cpu {cpu:.0}%");
@@ -237,6 +250,13 @@ fn ratio(a: Option<&RunReport>, b: Option<&RunReport>) -> String {
 
 /// Server CPU per request of `theirs` ÷ that of `ours`: how many times
 /// the CPU latchkey spends on the same request the other spends.
+fn fmt_db_cpu(r: Option<&RunReport>) -> String {
+    match r.and_then(|r| r.database_cpu_us_per_req) {
+        Some(us) => format!("{us:.1} µs"),
+        None => "(not measured)".to_owned(),
+    }
+}
+
 fn cpu_ratio(theirs: Option<&RunReport>, ours: Option<&RunReport>) -> String {
     let cpu = |r: Option<&RunReport>| r.and_then(|r| r.server_cpu_us_per_req);
     match (cpu(theirs), cpu(ours)) {
@@ -374,6 +394,46 @@ pub fn markdown(text: &str) -> Result<String> {
         );
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         out.push_str(&table);
+        out.push('\n');
+    }
+    if let Some(bare) = pick(crate::pgbench::LABEL, crate::pgbench::SCENARIO) {
+        let _ = write!(
+            out,
+            "PostgreSQL's own single-row UPDATE by primary key (pgbench, {} clients, one row \
+             each, prepared): {} updates/s, {} of database CPU per update",
+            bare.connections,
+            fmt_rate(bare.req_per_s),
+            fmt_db_cpu(Some(&bare)),
+        );
+        let audited = pick(crate::pgbench::LABEL, crate::pgbench::SCENARIO_AUDITED);
+        if let Some(a) = &audited {
+            let _ = write!(
+                out,
+                "; with the audit row a refresh writes in the same statement: {} updates/s, \
+                 {} of database CPU per update",
+                fmt_rate(a.req_per_s),
+                fmt_db_cpu(Some(a)),
+            );
+        }
+        out.push_str(".\n");
+        for (label, name) in [(PG, "one node"), (PG_TWO, "two nodes")] {
+            if let Some(r) = pick(label, "refresh") {
+                let share = |base: &RunReport| {
+                    format!(
+                        "{:.0}%",
+                        100.0 * r.req_per_s / base.req_per_s.max(f64::MIN_POSITIVE)
+                    )
+                };
+                let _ = writeln!(
+                    out,
+                    "latchkey's refresh on {name}: {} of the bare update's rate, {} of the \
+                     audited update's; {} of database CPU per refresh.",
+                    share(&bare),
+                    audited.as_ref().map_or_else(|| "n/a".to_owned(), share),
+                    fmt_db_cpu(Some(&r)),
+                );
+            }
+        }
         out.push('\n');
     }
 
@@ -654,6 +714,48 @@ mod tests {
         assert_eq!(oauth[7], "n/a");
         // `me` was not run on PostgreSQL: no row.
         assert!(!md.contains("| `GET /v1/me` |"), "{md}");
+    }
+
+    #[test]
+    fn pgbench_lines_give_the_shares_of_the_database_rate() {
+        let line = |label: &str, scenario: &str, rps: f64, db: f64| {
+            serde_json::to_string(&RunReport {
+                label: Some(label.into()),
+                target: label.into(),
+                scenario: scenario.into(),
+                connections: 32,
+                duration: 10.0,
+                req_per_s: rps,
+                database_cpu_us_per_req: Some(db),
+                ..RunReport::default()
+            })
+            .unwrap()
+        };
+        let lines = [
+            line(
+                crate::pgbench::LABEL,
+                crate::pgbench::SCENARIO,
+                20_000.0,
+                60.0,
+            ),
+            line(
+                crate::pgbench::LABEL,
+                crate::pgbench::SCENARIO_AUDITED,
+                16_000.0,
+                80.0,
+            ),
+            line(PG, "refresh", 8_000.0, 100.0),
+        ]
+        .join("\n");
+        let md = markdown(&lines).unwrap();
+        assert!(md.contains("20,000 updates/s, 60.0 µs"), "{md}");
+        assert!(md.contains("16,000 updates/s, 80.0 µs"), "{md}");
+        assert!(
+            md.contains(
+                "on one node: 40% of the bare update's rate, 50% of the audited update's; 100.0 µs"
+            ),
+            "{md}"
+        );
     }
 
     #[test]

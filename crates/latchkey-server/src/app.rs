@@ -143,11 +143,7 @@ impl Application {
         Ok(Self {
             listener: GuardedListener::new(listener, limits),
             address,
-            state: AppState {
-                service,
-                http: Arc::new(http),
-                metrics,
-            },
+            state: AppState::new(service, http, metrics),
             prune_interval: config.prune_interval,
         })
     }

@@ -47,11 +47,32 @@ pub struct HttpSettings {
     pub body_timeout: Duration,
 }
 
+/// What every handler reads; cloned per request, so one `Arc` for all.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+pub struct AppParts {
     pub service: Arc<Service>,
-    pub http: Arc<HttpSettings>,
+    pub http: HttpSettings,
     pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(service: Arc<Service>, http: HttpSettings, metrics: Arc<Metrics>) -> Self {
+        Self(Arc::new(AppParts {
+            service,
+            http,
+            metrics,
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
 }
 
 pub fn router(state: AppState) -> Router {
