@@ -213,6 +213,41 @@ pub struct SessionsPruned {
     pub next: Option<String>,
 }
 
+/// What the revocation feed tells verifiers, as the store recorded it: in
+/// the transaction that revoked the session or purged the key, numbered by
+/// `seq` in the order the writes committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRecord {
+    pub seq: u64,
+    pub revoked: Revoked,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    Session(SessionId),
+    /// A signing key purged: tokens it signed must not pass any more.
+    Key(String),
+}
+
+impl Revoked {
+    /// The `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Revoked::Session(_) => "revoked",
+            Revoked::Key(_) => "key_purged",
+        }
+    }
+
+    pub fn from_row(kind: &str, subject: String) -> Option<Self> {
+        match kind {
+            "revoked" => Some(Revoked::Session(SessionId::from(subject))),
+            "key_purged" => Some(Revoked::Key(subject)),
+            _ => None,
+        }
+    }
+}
+
 /// Which sessions to revoke, all in one statement.
 #[derive(Debug, Clone, Copy)]
 pub enum RevokeScope<'a> {
@@ -287,7 +322,11 @@ pub trait Store: Send + Sync + 'static {
         idle_before: OffsetDateTime,
         audit: &AuditRecord,
     ) -> StoreResult<Advance>;
-    /// Revokes live sessions; answers how many were live.
+    /// Revokes live sessions; answers how many were live. Every way a
+    /// session is revoked (here, a password change, a disabled user, a
+    /// removed client) records one [`RevocationRecord`] per session it
+    /// revoked, in the same transaction; so does a key purged by
+    /// [`Store::retire_key`].
     async fn revoke_sessions(
         &self,
         scope: RevokeScope<'_>,
@@ -365,6 +404,20 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_login_failures(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64>;
     /// Deletes up to `batch` of the oldest audit rows at or before `before`.
     async fn prune_audit(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64>;
+
+    // The revocation feed.
+    /// Up to `limit` revocations numbered after `after` and made at or after
+    /// `since`, in order.
+    async fn revocations_after(
+        &self,
+        after: u64,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<RevocationRecord>>;
+    /// The number of the latest revocation ever recorded (0: none yet).
+    async fn last_revocation(&self) -> StoreResult<u64>;
+    /// Deletes up to `batch` of the oldest revocations made at or before `before`.
+    async fn prune_revocations(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64>;
 
     // Audit log.
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;

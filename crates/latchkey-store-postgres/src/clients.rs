@@ -4,6 +4,7 @@ use latchkey_core::store::{ClientRecord, StoreResult};
 use latchkey_store_sql::{client_cols, client_of, ms};
 use time::OffsetDateTime;
 
+use crate::revocations;
 use crate::PostgresStore;
 
 pub(crate) async fn insert(store: &PostgresStore, c: &ClientRecord) -> StoreResult<()> {
@@ -54,13 +55,16 @@ pub(crate) async fn remove(
     store
         .bounded(async {
             let mut tx = store.pool.begin().await?;
+            revocations::lock(&mut tx).await?;
             let done = sqlx::query("DELETE FROM clients WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = 'client_removed' \
-                 WHERE client_id = $2 AND revoked_at IS NULL",
+                "WITH r AS (UPDATE sessions SET revoked_at = $1, \
+                 revoked_reason = 'client_removed' \
+                 WHERE client_id = $2 AND revoked_at IS NULL RETURNING id) \
+                 INSERT INTO revocations (kind, subject, at) SELECT 'revoked', id, $1 FROM r",
             )
             .bind(ms(now))
             .bind(id)

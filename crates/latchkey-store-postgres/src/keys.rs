@@ -7,6 +7,7 @@ use latchkey_store_sql::{key_cols, key_of, ms, opt_ms};
 use sqlx::Row;
 use time::OffsetDateTime;
 
+use crate::revocations;
 use crate::PostgresStore;
 
 pub(crate) async fn insert(store: &PostgresStore, k: &KeyRecord) -> StoreResult<()> {
@@ -62,6 +63,17 @@ pub(crate) async fn retire(
     store
         .bounded(async {
             let mut tx = store.pool.begin().await?;
+            if purge {
+                revocations::lock(&mut tx).await?;
+                sqlx::query(
+                    "INSERT INTO revocations (kind, subject, at) SELECT 'key_purged', kid, $1 \
+                     FROM signing_keys WHERE kid = $2 AND purged_at IS NULL",
+                )
+                .bind(ms(now))
+                .bind(kid)
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query(
                 "UPDATE signing_keys SET retired_at = COALESCE(retired_at, $1), \
                  purged_at = CASE WHEN $2 THEN COALESCE(purged_at, $1) ELSE purged_at END \

@@ -71,6 +71,7 @@ mod kept;
 mod keys;
 mod login_limit;
 mod pool;
+mod revocations;
 mod row;
 mod sessions;
 mod users;
@@ -79,8 +80,8 @@ use async_trait::async_trait;
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::store::{
-    Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, RevokeScope, SessionRecord,
-    SessionWithUser, SessionsPruned, Store, StoreResult, UserRecord,
+    Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, RevocationRecord, RevokeScope,
+    SessionRecord, SessionWithUser, SessionsPruned, Store, StoreResult, UserRecord,
 };
 use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
@@ -259,6 +260,23 @@ impl Store for PostgresStore {
 
     async fn prune_audit(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
         self.delete_batch(audit::PRUNE, before, batch).await
+    }
+
+    async fn revocations_after(
+        &self,
+        after: u64,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<RevocationRecord>> {
+        revocations::after(self, after, since, limit).await
+    }
+
+    async fn last_revocation(&self) -> StoreResult<u64> {
+        revocations::last(self).await
+    }
+
+    async fn prune_revocations(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        self.delete_batch(revocations::PRUNE, before, batch).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

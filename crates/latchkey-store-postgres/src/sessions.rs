@@ -7,42 +7,50 @@ use latchkey_core::store::{
 };
 use latchkey_core::SessionId;
 use latchkey_store_sql::{ms, opt_ms, session_cols, session_of, session_with_user_of, user_cols};
-use sqlx::{PgExecutor, Row};
+use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
 
 use crate::kept::on_held;
+use crate::revocations;
 use crate::row::i64_param;
 use crate::PostgresStore;
 
-/// Revokes the live sessions of `scope`; answers how many were live.
-pub(crate) async fn revoke_in<'e>(
-    ex: impl PgExecutor<'e>,
+/// Revokes the live sessions of `scope`, each with its row for the
+/// revocation feed; answers how many were live. Runs in the caller's
+/// transaction, whose first statement this must be (it takes the feed's
+/// writers' lock, held to the commit).
+pub(crate) async fn revoke_in(
+    tx: &mut PgConnection,
     scope: RevokeScope<'_>,
     now: i64,
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
+    revocations::lock(&mut *tx).await?;
     let done = match scope {
         RevokeScope::One(id) => {
             sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-                 WHERE id = $3 AND revoked_at IS NULL",
+                "WITH r AS (UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+                 WHERE id = $3 AND revoked_at IS NULL RETURNING id) \
+                 INSERT INTO revocations (kind, subject, at) SELECT 'revoked', id, $1 FROM r",
             )
             .bind(now)
             .bind(reason)
             .bind(id.as_str())
-            .execute(ex)
+            .execute(&mut *tx)
             .await?
         }
         RevokeScope::User { user_id, except } => {
             sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-                 WHERE user_id = $3 AND revoked_at IS NULL AND id IS DISTINCT FROM $4",
+                "WITH r AS (UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+                 WHERE user_id = $3 AND revoked_at IS NULL AND id IS DISTINCT FROM $4 \
+                 RETURNING id) \
+                 INSERT INTO revocations (kind, subject, at) SELECT 'revoked', id, $1 FROM r",
             )
             .bind(now)
             .bind(reason)
             .bind(user_id.as_str())
             .bind(except.map(SessionId::as_str))
-            .execute(ex)
+            .execute(&mut *tx)
             .await?
         }
     };
@@ -169,7 +177,12 @@ pub(crate) async fn revoke(
     reason: &str,
 ) -> StoreResult<u64> {
     store
-        .bounded(revoke_in(&store.pool, scope, ms(now), reason))
+        .bounded(async {
+            let mut tx = store.pool.begin().await?;
+            let revoked = revoke_in(&mut tx, scope, ms(now), reason).await?;
+            tx.commit().await?;
+            Ok(revoked)
+        })
         .await
 }
 

@@ -78,6 +78,7 @@ pub(crate) async fn set_password_hash(
     store
         .bounded(async {
             let mut tx = store.pool.begin().await?;
+            revoke_in(&mut tx, revoke, ms(now), reason).await?;
             sqlx::query(
                 "UPDATE users SET password_hash = $1, password_version = password_version + 1 \
                  WHERE id = $2",
@@ -86,7 +87,6 @@ pub(crate) async fn set_password_hash(
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-            revoke_in(&mut *tx, revoke, ms(now), reason).await?;
             tx.commit().await
         })
         .await
@@ -123,6 +123,13 @@ pub(crate) async fn set_disabled(
     store
         .bounded(async {
             let mut tx = store.pool.begin().await?;
+            if let Some(now) = disabled_at {
+                let scope = RevokeScope::User {
+                    user_id,
+                    except: None,
+                };
+                revoke_in(&mut tx, scope, ms(now), "user_disabled").await?;
+            }
             let found = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
                 .bind(opt_ms(disabled_at))
                 .bind(user_id.as_str())
@@ -130,13 +137,6 @@ pub(crate) async fn set_disabled(
                 .await?
                 .rows_affected()
                 > 0;
-            if let (true, Some(now)) = (found, disabled_at) {
-                let scope = RevokeScope::User {
-                    user_id,
-                    except: None,
-                };
-                revoke_in(&mut *tx, scope, ms(now), "user_disabled").await?;
-            }
             tx.commit().await?;
             Ok(found)
         })

@@ -17,7 +17,8 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::clock::{from_unix_millis, unix_millis};
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::store::{
-    ClientRecord, LoginAttempt, SessionRecord, SessionWithUser, UserRecord,
+    ClientRecord, LoginAttempt, RevocationRecord, Revoked, SessionRecord, SessionWithUser,
+    UserRecord,
 };
 use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
@@ -269,6 +270,24 @@ pub fn client_of<S, C: Columns<S>>(row: &C) -> Result<ClientRecord, C::Error> {
         scope: col.text()?,
         created_at: col.time()?,
     })
+}
+
+#[macro_export]
+macro_rules! revocation_cols {
+    () => {
+        "seq, kind, subject, at"
+    };
+}
+
+/// A revocation row; `None` for a kind this build does not know (a newer
+/// node's: its own subscribers get it).
+pub fn revocation_of<S, C: Columns<S>>(row: &C) -> Result<Option<RevocationRecord>, C::Error> {
+    let mut col = Cursor::at(row, 0);
+    let seq = col.counter("seq")?;
+    let kind = col.text()?;
+    let subject = col.text()?;
+    let at = col.time()?;
+    Ok(Revoked::from_row(&kind, subject).map(|revoked| RevocationRecord { seq, revoked, at }))
 }
 
 /// What the login limit's upsert answered (`RETURNING window_started_at,

@@ -53,6 +53,11 @@ pub(crate) async fn remove(
                 .execute([&id])?
                 > 0;
             conn.prepare_cached(
+                "INSERT INTO revocations (kind, subject, at) SELECT 'revoked', id, ?1 \
+                 FROM sessions WHERE client_id = ?2 AND revoked_at IS NULL",
+            )?
+            .execute(params![ms(now), id])?;
+            conn.prepare_cached(
                 "UPDATE sessions SET revoked_at = ?1, revoked_reason = 'client_removed' \
                  WHERE client_id = ?2 AND revoked_at IS NULL",
             )?

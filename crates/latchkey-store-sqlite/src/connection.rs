@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_clients.sql"),
     include_str!("../migrations/0003_hardening.sql"),
     include_str!("../migrations/0004_sessions_by_client.sql"),
+    include_str!("../migrations/0005_revocations.sql"),
 ];
 
 /// How SQLite commits: `Normal` survives a killed process, `Full` also a

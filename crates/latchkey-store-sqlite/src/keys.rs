@@ -59,6 +59,13 @@ pub(crate) async fn retire(
     let (kid, promote) = (kid.to_owned(), promote.map(str::to_owned));
     store
         .write(move |conn| {
+            if purge {
+                conn.prepare_cached(
+                    "INSERT INTO revocations (kind, subject, at) SELECT 'key_purged', kid, ?1 \
+                     FROM signing_keys WHERE kid = ?2 AND purged_at IS NULL",
+                )?
+                .execute(params![ms(now), kid])?;
+            }
             conn.prepare_cached(
                 "UPDATE signing_keys SET retired_at = COALESCE(retired_at, ?1), \
                  purged_at = CASE WHEN ?2 THEN COALESCE(purged_at, ?1) ELSE purged_at END WHERE kid = ?3",

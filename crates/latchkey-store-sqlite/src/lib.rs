@@ -23,6 +23,7 @@ mod clients;
 mod connection;
 mod keys;
 mod login_limit;
+mod revocations;
 mod row;
 mod secrets;
 mod sessions;
@@ -32,8 +33,8 @@ use async_trait::async_trait;
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::store::{
-    Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, RevokeScope, SessionRecord,
-    SessionWithUser, SessionsPruned, Store, StoreResult, UserRecord,
+    Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, RevocationRecord, RevokeScope,
+    SessionRecord, SessionWithUser, SessionsPruned, Store, StoreResult, UserRecord,
 };
 use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
@@ -220,5 +221,22 @@ impl Store for SqliteStore {
 
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditRecord>> {
         audit::recent(self, limit).await
+    }
+
+    async fn revocations_after(
+        &self,
+        after: u64,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<RevocationRecord>> {
+        revocations::after(self, after, since, limit).await
+    }
+
+    async fn last_revocation(&self) -> StoreResult<u64> {
+        revocations::last(self).await
+    }
+
+    async fn prune_revocations(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        self.delete_batch(revocations::PRUNE, before, batch).await
     }
 }

@@ -34,7 +34,8 @@ impl From<RevokeScope<'_>> for Revoke {
     }
 }
 
-/// Revokes the live sessions of `scope`; answers how many were live.
+/// Revokes the live sessions of `scope`, each with its row for the
+/// revocation feed; answers how many were live.
 pub(crate) fn revoke_in(
     conn: &Connection,
     scope: &Revoke,
@@ -42,18 +43,30 @@ pub(crate) fn revoke_in(
     reason: &str,
 ) -> rusqlite::Result<u64> {
     let n = match scope {
-        Revoke::One(id) => conn
-            .prepare_cached(
+        Revoke::One(id) => {
+            conn.prepare_cached(
+                "INSERT INTO revocations (kind, subject, at) SELECT 'revoked', id, ?1 \
+                 FROM sessions WHERE id = ?2 AND revoked_at IS NULL",
+            )?
+            .execute(params![now, id])?;
+            conn.prepare_cached(
                 "UPDATE sessions SET revoked_at = ?1, revoked_reason = ?2 \
                  WHERE id = ?3 AND revoked_at IS NULL",
             )?
-            .execute(params![now, reason, id])?,
-        Revoke::User { user_id, except } => conn
-            .prepare_cached(
+            .execute(params![now, reason, id])?
+        }
+        Revoke::User { user_id, except } => {
+            conn.prepare_cached(
+                "INSERT INTO revocations (kind, subject, at) SELECT 'revoked', id, ?1 \
+                 FROM sessions WHERE user_id = ?2 AND revoked_at IS NULL AND id IS NOT ?3",
+            )?
+            .execute(params![now, user_id, except])?;
+            conn.prepare_cached(
                 "UPDATE sessions SET revoked_at = ?1, revoked_reason = ?2 \
                  WHERE user_id = ?3 AND revoked_at IS NULL AND id IS NOT ?4",
             )?
-            .execute(params![now, reason, user_id, except])?,
+            .execute(params![now, reason, user_id, except])?
+        }
     };
     Ok(n as u64)
 }

@@ -81,12 +81,17 @@ macro_rules! conformance_suite {
             prune_removes_only_what_cannot_matter,
             prune_sessions_a_batch_at_a_time,
             prune_audit_and_failures_a_batch_at_a_time,
+            every_revocation_is_recorded_once,
+            a_purged_key_is_recorded_once,
+            revocations_after_a_cursor_since_a_time,
+            prune_revocations_by_age_keeps_the_count,
         );
         // Races need real threads to mean anything.
         $crate::conformance_suite!(@tests $make, tokio::test(flavor = "multi_thread", worker_threads = 4);
             concurrent_advances_have_one_winner,
             concurrent_refresh_secrets_agree,
             concurrent_login_attempts_stop_at_the_limit,
+            concurrent_revocations_are_read_without_gaps,
         );
     };
 }
@@ -96,6 +101,7 @@ mod fixtures;
 mod keys;
 mod limits;
 mod prune;
+mod revocations;
 mod sessions;
 mod users;
 
@@ -103,6 +109,7 @@ pub use audit_clients::*;
 pub use keys::*;
 pub use limits::*;
 pub use prune::*;
+pub use revocations::*;
 pub use sessions::*;
 pub use users::*;
 
