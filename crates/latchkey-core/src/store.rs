@@ -195,6 +195,7 @@ pub struct Pruned {
     pub login_failures: u64,
     pub audit_rows: u64,
     pub keys: u64,
+    pub revocations: u64,
 }
 
 /// Which sessions are dead: revoked, absolutely expired

@@ -162,6 +162,8 @@ pub struct ServerMetadata {
     pub token_endpoint: String,
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
+    /// latchkey's revocation feed (Server-Sent Events), for resource servers.
+    pub revocation_feed_endpoint: String,
     pub jwks_uri: String,
     pub grant_types_supported: Vec<String>,
     pub response_types_supported: Vec<String>,

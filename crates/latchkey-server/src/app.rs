@@ -100,6 +100,7 @@ pub struct Application {
     address: SocketAddr,
     state: AppState,
     prune_interval: Duration,
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -140,11 +141,13 @@ impl Application {
             keep_alive: config.keep_alive_timeout,
             ..ConnectionLimits::default()
         };
+        let (stopping, shutdown) = tokio::sync::watch::channel(false);
         Ok(Self {
             listener: GuardedListener::new(listener, limits),
             address,
-            state: AppState::new(service, http, metrics),
+            state: AppState::new(service, http, metrics, shutdown),
             prune_interval: config.prune_interval,
+            stopping,
         })
     }
 
@@ -204,12 +207,17 @@ impl Application {
                 }
             }
         });
+        let service = self.state.service.clone();
+        let feed = tokio::spawn(async move { service.run_revocation_feed().await });
         let app = MakeTracked {
             app: http::router(self.state),
         };
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let stopping = self.stopping;
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
+            // Feed subscribers' streams end, so their connections can close.
+            let _ = stopping.send(true);
             let _ = stopping_tx.send(());
         });
         let forced = async {
@@ -223,6 +231,7 @@ impl Application {
         reloader.abort();
         pruner.abort();
         recounter.abort();
+        feed.abort();
         Ok(())
     }
 }

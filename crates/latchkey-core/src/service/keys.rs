@@ -134,6 +134,7 @@ impl Service {
         self.store
             .retire_key(kid, now, purge, promote.as_deref())
             .await?;
+        self.wake_feed();
         self.audit(
             AuditRecord::new(AuditEvent::KeyRetired, now)
                 .detail(format!("kid={kid} purge={purge}")),

@@ -72,6 +72,7 @@ impl Service {
                 break;
             }
         }
+        pruned.revocations = self.prune_revocations(now).await?;
         let records = self.store.list_keys().await?;
         let gone = keys::deletable(&records, now, self.policy.access_ttl);
         if !gone.is_empty() {

@@ -27,6 +27,7 @@ use crate::tokens::VerifiedTokens;
 
 mod client_cache;
 mod facts;
+mod feed;
 mod keys;
 mod login;
 mod maintenance;
@@ -37,6 +38,7 @@ mod users;
 mod views;
 
 pub use client_cache::CLIENT_CACHE_TTL;
+pub use feed::{FeedEvent, FeedEventKind, FeedSubscription, POLL_INTERVAL, VERIFIER_LEEWAY};
 pub use maintenance::PRUNE_BATCH;
 pub use oauth::{ClientAuth, NewClient, PUBLIC_CLIENT_ID};
 pub use views::{ClientView, KeyView, SessionView, UserView};
@@ -102,6 +104,7 @@ pub struct Service {
     verified: VerifiedTokens,
     facts: facts::FactsCache,
     clients: client_cache::ClientCache,
+    feed: feed::FeedHub,
     events: Option<Arc<dyn EventSink>>,
     /// Live sessions at the last count (`u64::MAX`: never counted).
     live_sessions: AtomicU64,
@@ -129,6 +132,7 @@ impl Service {
             verified: VerifiedTokens::default(),
             facts: facts::FactsCache::default(),
             clients: client_cache::ClientCache::default(),
+            feed: feed::FeedHub::default(),
             events: None,
             live_sessions: AtomicU64::new(u64::MAX),
         })

@@ -344,6 +344,7 @@ impl Service {
     pub async fn remove_client(&self, id: &str) -> Result<(), ServiceError> {
         let now = self.now();
         let removed = self.store.remove_client(id, now).await?;
+        self.wake_feed();
         self.clients.forget(id);
         if !removed {
             return Err(ServiceError::NotFound(format!("no client {id}")));

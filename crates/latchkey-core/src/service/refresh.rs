@@ -192,6 +192,7 @@ impl Service {
         self.store
             .revoke_sessions(RevokeScope::One(&session.id), now, &format!("reuse_{case}"))
             .await?;
+        self.wake_feed();
         self.facts.forget(&session.id);
         tracing::warn!(session_id = %session.id, case, "refresh token reuse: session revoked");
         self.audit(

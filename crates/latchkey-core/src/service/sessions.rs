@@ -102,6 +102,7 @@ impl Service {
         self.store
             .revoke_sessions(RevokeScope::One(session_id), now, "logout")
             .await?;
+        self.wake_feed();
         self.facts.forget(session_id);
         self.audit(
             AuditRecord::new(AuditEvent::Logout, now)
@@ -150,6 +151,7 @@ impl Service {
             except: None,
         };
         let n = self.store.revoke_sessions(scope, now, "logout_all").await?;
+        self.wake_feed();
         self.audit(
             AuditRecord::new(AuditEvent::LogoutAll, now)
                 .user(user_id)
@@ -195,6 +197,7 @@ impl Service {
         self.store
             .revoke_sessions(RevokeScope::One(sid), now, "revoked_by_user")
             .await?;
+        self.wake_feed();
         self.audit(
             AuditRecord::new(AuditEvent::SessionRevoked, now)
                 .user(&auth.user.id)
@@ -212,6 +215,7 @@ impl Service {
             .store
             .revoke_sessions(RevokeScope::One(sid), now, "revoked_by_operator")
             .await?;
+        self.wake_feed();
         if n == 0 {
             return Err(ServiceError::NotFound(format!("no live session {sid}")));
         }
@@ -236,6 +240,7 @@ impl Service {
             .store
             .revoke_sessions(scope, now, "revoked_by_operator")
             .await?;
+        self.wake_feed();
         self.audit(
             AuditRecord::new(AuditEvent::SessionRevoked, now)
                 .user(&user.id)

@@ -90,6 +90,7 @@ impl Service {
         self.store
             .set_user_disabled(&user.id, disabled.then_some(now))
             .await?;
+        self.wake_feed();
         let event = if disabled {
             AuditEvent::UserDisabled
         } else {
@@ -113,6 +114,7 @@ impl Service {
         self.store
             .set_password_hash(&user.id, &hash, scope, now, "password_set")
             .await?;
+        self.wake_feed();
         self.audit(
             AuditRecord::new(AuditEvent::PasswordChanged, now)
                 .user(&user.id)
@@ -164,6 +166,7 @@ impl Service {
         self.store
             .set_password_hash(&user.id, &hash, scope, now, "password_changed")
             .await?;
+        self.wake_feed();
         self.audit(
             AuditRecord::new(AuditEvent::PasswordChanged, now)
                 .user(&user.id)

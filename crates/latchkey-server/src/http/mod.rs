@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod cookies;
 pub mod error;
 mod extract;
+mod feed;
 pub mod listener;
 pub(crate) mod meta;
 pub(crate) mod oauth;
@@ -55,14 +56,23 @@ pub struct AppParts {
     pub service: Arc<Service>,
     pub http: HttpSettings,
     pub metrics: Arc<Metrics>,
+    /// Turns true when the server starts stopping: long-lived answers (the
+    /// revocation feed) end then, so the graceful shutdown can finish.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
-    pub fn new(service: Arc<Service>, http: HttpSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        service: Arc<Service>,
+        http: HttpSettings,
+        metrics: Arc<Metrics>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         Self(Arc::new(AppParts {
             service,
             http,
             metrics,
+            shutdown,
         }))
     }
 }

@@ -26,6 +26,10 @@ pub fn router() -> Router<AppState> {
         .route("/oauth2/token", post(token))
         .route("/oauth2/revoke", post(revoke))
         .route("/oauth2/introspect", post(introspect))
+        .route(
+            "/oauth2/revocations",
+            get(revocations).post(revocations_post),
+        )
         .route("/.well-known/oauth-authorization-server", get(metadata))
 }
 
@@ -312,6 +316,49 @@ async fn introspect(
     Ok(uncached(Json(answer).into_response()))
 }
 
+#[utoipa::path(get, path = "/oauth2/revocations", tag = "oauth2",
+    security(("client_basic" = [])),
+    params(("Last-Event-ID" = Option<String>, Header,
+        description = "Resume after this event (the `id` of the last event seen)")),
+    responses((status = 200, content_type = "text/event-stream",
+            description = "Server-Sent Events: `revoked` {sid, until} and `key_purged` {kid} \
+                events with an `id`, the snapshot first, then `ready`, then live events; a \
+                comment line at least every 15 s"),
+        (status = 401, description = "invalid_client: the feed is for confidential clients", body = ErrorBody)))]
+async fn revocations(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // A GET has no form: HTTP Basic only.
+    revocation_feed(app, &headers, &Params::parse(b"")?).await
+}
+
+/// The feed by `POST`, for a client that sends its credentials in the form
+/// (`client_secret_post`).
+async fn revocations_post(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Params, ApiError>,
+) -> Result<Response, ApiError> {
+    revocation_feed(app, &headers, &params?).await
+}
+
+async fn revocation_feed(
+    app: AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Response, ApiError> {
+    let client = client(&app, headers, params).await?;
+    if !client.confidential {
+        return Err(ApiError::Service(ServiceError::InvalidClient(
+            "the revocation feed is for confidential clients",
+        )));
+    }
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let subscription = app.service.subscribe_revocations(last_event_id).await?;
+    Ok(super::feed::response(app, subscription))
+}
+
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth2",
     responses((status = 200, body = ServerMetadata)))]
 async fn metadata(State(app): State<AppState>) -> Json<ServerMetadata> {
@@ -323,6 +370,7 @@ async fn metadata(State(app): State<AppState>) -> Json<ServerMetadata> {
         token_endpoint: format!("{issuer}/oauth2/token"),
         revocation_endpoint: format!("{issuer}/oauth2/revoke"),
         introspection_endpoint: format!("{issuer}/oauth2/introspect"),
+        revocation_feed_endpoint: format!("{issuer}/oauth2/revocations"),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
         grant_types_supported: names(&["password", "refresh_token", "client_credentials"]),
         response_types_supported: Vec::new(),

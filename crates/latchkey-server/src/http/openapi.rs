@@ -57,6 +57,7 @@ impl Modify for SecuritySchemes {
         http::oauth::token,
         http::oauth::revoke,
         http::oauth::introspect,
+        http::oauth::revocations,
         http::oauth::metadata,
         http::meta::jwks,
         http::meta::healthz,

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::helpers::{assert_error, pair_of, PASSWORD};
+use crate::helpers::{assert_error, pair_of, FeedReader, PASSWORD};
 
 fn command(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
@@ -643,4 +643,53 @@ async fn json_logs_carry_a_request_id_and_never_a_secret() {
     for secret in [PASSWORD, pair.access.as_str(), pair.refresh.as_str()] {
         assert!(!text.contains(secret), "a secret reached the log");
     }
+}
+
+#[tokio::test]
+async fn revocations_by_the_command_line_reach_the_feed_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = ok_lines(&latchkey(&dir, &["client", "add", "api"], None));
+    let secret = added[0]["client_secret"].as_str().unwrap().to_owned();
+    let mut server = Server::start(&dir, &[]);
+    register(&server.url, "erin").await;
+    let e1 = login(&server.url, "erin").await;
+    let e2 = login(&server.url, "erin").await;
+    let mut feed = FeedReader::open(&server.url, ("api", &secret), None).await;
+    assert!(feed.until_ready().await.is_empty());
+
+    // Another process, the same database: the server hears of it by polling.
+    for (args, sid) in [
+        (
+            vec!["session", "revoke", e1.session_id.as_str()],
+            &e1.session_id,
+        ),
+        (vec!["user", "disable", "erin"], &e2.session_id),
+    ] {
+        ok_lines(&latchkey(&dir, &args, None));
+        let done = std::time::Instant::now();
+        let (name, _, data) = feed
+            .event(Duration::from_secs(1))
+            .await
+            .unwrap_or_else(|| panic!("{args:?} on the feed within 1 s"));
+        assert_eq!(
+            (name.as_str(), &data["sid"]),
+            ("revoked", &json!(sid.as_str()))
+        );
+        assert!(done.elapsed() < Duration::from_secs(1));
+    }
+
+    // A subscriber does not hold up a graceful stop.
+    server.signal("TERM");
+    let status = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || server.child.wait().unwrap()),
+    )
+    .await
+    .expect("stopped with a subscriber connected")
+    .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        feed.frame(Duration::from_secs(2)).await.is_none(),
+        "the stream ended"
+    );
 }

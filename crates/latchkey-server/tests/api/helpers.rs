@@ -300,3 +300,116 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// One block of a Server-Sent Events stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Comment(String),
+    Event {
+        event: String,
+        id: Option<String>,
+        data: Value,
+    },
+}
+
+/// A subscriber of the revocation feed, reading its stream as it comes.
+pub struct FeedReader {
+    response: Response,
+    buffer: String,
+}
+
+impl FeedReader {
+    /// Subscribes with HTTP Basic as `client`; the answer must be a stream.
+    pub async fn open(base: &str, client: (&str, &str), last_event_id: Option<&str>) -> Self {
+        let mut req = reqwest::Client::new()
+            .get(format!("{base}/oauth2/revocations"))
+            .basic_auth(client.0, Some(client.1));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let response = req.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "{:?}",
+            response.headers()
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next block, comments included; `None` when nothing came within
+    /// `within` or the stream ended.
+    pub async fn frame(&mut self, within: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                return Some(parse_frame(block.trim_end()));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .ok()??;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next event, skipping comments.
+    pub async fn event(&mut self, within: Duration) -> Option<(String, Option<String>, Value)> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.frame(left).await? {
+                Frame::Comment(_) => {}
+                Frame::Event { event, id, data } => return Some((event, id, data)),
+            }
+        }
+    }
+
+    /// Events up to and including `ready`.
+    pub async fn until_ready(&mut self) -> Vec<(String, Option<String>, Value)> {
+        let mut events = Vec::new();
+        loop {
+            let e = self
+                .event(Duration::from_secs(10))
+                .await
+                .expect("the feed said ready");
+            if e.0 == "ready" {
+                assert_eq!(e.2, serde_json::json!({}));
+                return events;
+            }
+            events.push(e);
+        }
+    }
+}
+
+fn parse_frame(block: &str) -> Frame {
+    let (mut event, mut id, mut data) = (String::from("message"), None, Vec::new());
+    let mut comment = None;
+    for line in block.lines() {
+        if let Some(text) = line.strip_prefix(':') {
+            comment = Some(text.trim().to_owned());
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => event = value.to_owned(),
+            "id" => id = Some(value.to_owned()),
+            "data" => data.push(value.to_owned()),
+            _ => {}
+        }
+    }
+    match (comment, data.is_empty()) {
+        (Some(text), true) => Frame::Comment(text),
+        _ => Frame::Event {
+            event,
+            id,
+            data: serde_json::from_str(&data.join("\n")).unwrap(),
+        },
+    }
+}

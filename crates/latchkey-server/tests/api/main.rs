@@ -6,6 +6,7 @@ mod auth;
 mod binary;
 mod csrf;
 mod errors;
+mod feed;
 mod helpers;
 mod interop;
 mod keys;

@@ -351,3 +351,49 @@ async fn a_lost_database_answers_503_quickly_and_service_resumes() {
     // Nothing was spent while the store was away.
     node.refresh(&pair.refresh).await;
 }
+
+#[tokio::test]
+async fn a_logout_on_one_node_reaches_the_feed_of_another_within_a_second() {
+    let db = Database::new();
+    let cluster = nodes(&db, 5432, 2, &[]).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let secret = a
+        .service
+        .add_client("api", false, "")
+        .await
+        .unwrap()
+        .secret
+        .unwrap();
+    a.register("alice", PASSWORD).await;
+    let mut feed = FeedReader::open(&b.url, ("api", &secret), None).await;
+    assert!(feed.until_ready().await.is_empty());
+
+    const TRIALS: usize = 100;
+    let mut sessions = Vec::new();
+    for _ in 0..TRIALS {
+        sessions.push(a.login("alice").await);
+    }
+    let mut latencies = Vec::new();
+    for pair in &sessions {
+        let started = Instant::now();
+        let r = a
+            .post("/v1/auth/logout")
+            .bearer_auth(&pair.access)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let (name, _, data) = feed
+            .event(Duration::from_secs(1))
+            .await
+            .expect("on the other node's feed within 1 s");
+        latencies.push(started.elapsed());
+        assert_eq!(name, "revoked");
+        assert_eq!(data["sid"], pair.session_id.as_str());
+    }
+    latencies.sort();
+    let p50 = latencies[TRIALS / 2];
+    let p99 = latencies[TRIALS * 99 / 100];
+    println!("logout on node A to the event on node B's feed: p50 {p50:?}, p99 {p99:?}");
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+}
