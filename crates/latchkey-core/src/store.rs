@@ -419,6 +419,12 @@ pub trait Store: Send + Sync + 'static {
     async fn last_revocation(&self) -> StoreResult<u64>;
     /// Deletes up to `batch` of the oldest revocations made at or before `before`.
     async fn prune_revocations(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64>;
+    /// Resolves when another process may just have recorded revocations
+    /// (an engine that can tell, e.g. by a notification), or after `within`
+    /// (the others: the caller then looks anyway).
+    async fn await_revocations(&self, within: std::time::Duration) {
+        tokio::time::sleep(within).await;
+    }
 
     // Audit log.
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;

@@ -279,6 +279,10 @@ impl Store for PostgresStore {
         self.delete_batch(revocations::PRUNE, before, batch).await
     }
 
+    async fn await_revocations(&self, within: std::time::Duration) {
+        revocations::wait(self, within).await;
+    }
+
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
         audit::append(self, record).await
     }

@@ -46,6 +46,8 @@ pub struct PostgresStore {
     pub(crate) pool: PgPool,
     /// Connections between the hot operations (see [`Kept`]).
     kept: Arc<Kept>,
+    /// The connection that listens for other nodes' revocations.
+    pub(crate) listener: Arc<tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>>,
     /// Longest an operation may take end to end; `None` when unbounded.
     deadline: Option<Duration>,
 }
@@ -146,6 +148,7 @@ impl PostgresStore {
             pool: pool_options(settings).connect_lazy_with(options),
             // All but a quarter of the pool (and at least one connection
             // left to it) for the operations of every request.
+            listener: Arc::default(),
             kept: Arc::new(Kept::new(
                 (settings.max_connections as usize)
                     .saturating_sub((settings.max_connections as usize / 4).max(1)),
@@ -156,6 +159,7 @@ impl PostgresStore {
 
     /// Closes every connection; operations after this answer `Unavailable`.
     pub async fn close(&self) {
+        *self.listener.lock().await = None;
         self.kept.release_all();
         self.pool.close().await;
     }

@@ -14,13 +14,52 @@ use crate::PostgresStore;
 /// The advisory lock of revocation writers ("latchkey" in ASCII).
 const WRITERS: i64 = 0x6c61_7463_686b_6579;
 
-/// Takes the writers' lock for the rest of the transaction on `conn`.
+/// The channel every node listens on, told at each commit of revocations.
+pub(crate) const CHANNEL: &str = "latchkey_revocations";
+
+/// Takes the writers' lock for the rest of the transaction on `conn`, and
+/// tells every listening node when it commits (a rolled-back transaction
+/// tells no one).
 pub(crate) async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    sqlx::query("SELECT pg_advisory_xact_lock($1), pg_notify($2, '')")
         .bind(WRITERS)
+        .bind(CHANNEL)
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Waits for a notification on [`CHANNEL`], at most `within`. The listening
+/// connection is opened on first use and again after it fails; without it
+/// the wait is a plain sleep (the caller polls anyway).
+pub(crate) async fn wait(store: &PostgresStore, within: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut listener = store.listener.lock().await;
+    if listener.is_none() {
+        let opened = tokio::time::timeout_at(deadline, async {
+            let mut l = sqlx::postgres::PgListener::connect_with(&store.pool).await?;
+            l.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        })
+        .await;
+        match opened {
+            Ok(Ok(l)) => *listener = Some(l),
+            Ok(Err(e)) => tracing::debug!(error = %e, "revocation notifications not listened to"),
+            Err(_) => return,
+        }
+    }
+    let Some(l) = listener.as_mut() else {
+        tokio::time::sleep_until(deadline).await;
+        return;
+    };
+    match tokio::time::timeout_at(deadline, l.recv()).await {
+        Ok(Ok(_)) | Err(_) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "revocation notifications lost; listening again");
+            *listener = None;
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
 }
 
 pub(crate) async fn after(

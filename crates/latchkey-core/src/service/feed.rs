@@ -3,9 +3,9 @@
 //!
 //! Every revocation is a row the store writes in the transaction that made
 //! it (whichever node or command-line process made it), numbered in commit
-//! order. Each node polls that table (at once when it revoked something
-//! itself, else every [`POLL_INTERVAL`]) and hands what is new to its
-//! subscribers; a subscriber first reads the table from its cursor, so it
+//! order. Each node reads that table when it revoked something itself, when
+//! the store says another process did (PostgreSQL's notifications), and at
+//! least every [`POLL_INTERVAL`], and hands what is new to its subscribers; a subscriber first reads the table from its cursor, so it
 //! misses nothing between its snapshot and the live events.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,7 +148,7 @@ impl Service {
             }
             tokio::select! {
                 () = self.feed.wake.notified() => {}
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = self.store.await_revocations(POLL_INTERVAL) => {}
             }
         }
     }
