@@ -32,6 +32,7 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     live_sessions: Gauge,
     password_queue: Gauge,
+    feed_subscribers: Gauge,
 }
 
 impl Default for Metrics {
@@ -70,6 +71,12 @@ impl Default for Metrics {
             "Password hashes running or waiting",
             password_queue.clone(),
         );
+        let feed_subscribers = Gauge::default();
+        registry.register(
+            "revocation_feed_subscribers",
+            "Streams of the revocation feed open on this node",
+            feed_subscribers.clone(),
+        );
         Self {
             registry,
             requests,
@@ -77,6 +84,7 @@ impl Default for Metrics {
             events,
             live_sessions,
             password_queue,
+            feed_subscribers,
         }
     }
 }
@@ -101,6 +109,22 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// Counts one open feed stream while it lives.
+pub struct Subscribed(Gauge);
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Metrics {
+    pub fn feed_subscribed(&self) -> Subscribed {
+        self.feed_subscribers.inc();
+        Subscribed(self.feed_subscribers.clone())
     }
 }
 

@@ -37,6 +37,7 @@ struct Feed {
     pending: VecDeque<FeedEvent>,
     /// The last cursor sent: live events up to it were in the backlog.
     sent: u64,
+    _counted: crate::metrics::Subscribed,
 }
 
 pub fn response(app: AppState, subscription: FeedSubscription) -> Response {
@@ -45,6 +46,7 @@ pub fn response(app: AppState, subscription: FeedSubscription) -> Response {
             after: subscription.after,
         },
         sent: subscription.after,
+        _counted: app.metrics.feed_subscribed(),
         app,
         subscription,
         pending: VecDeque::new(),

@@ -327,3 +327,33 @@ async fn revocations_are_pruned_after_their_window() {
     assert_eq!(app.service.prune().await.unwrap().revocations, 1);
     assert_eq!(all().await, 0);
 }
+
+#[tokio::test]
+async fn open_streams_are_counted_in_the_metrics() {
+    let app = TestApp::spawn().await;
+    let secret = app.feed_client().await;
+    let subscribers = || async {
+        let text = app
+            .get("/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("latchkey_revocation_feed_subscribers "))
+            .map(|v| v.trim().to_owned())
+    };
+    assert_eq!(subscribers().await.as_deref(), Some("0"));
+    let mut feed = FeedReader::open(&app.url, ("api", &secret), None).await;
+    feed.until_ready().await;
+    assert_eq!(subscribers().await.as_deref(), Some("1"));
+    drop(feed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    // The server notices a gone subscriber at its next write (the heartbeat).
+    while subscribers().await.as_deref() != Some("0") {
+        assert!(std::time::Instant::now() < deadline, "still counted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
