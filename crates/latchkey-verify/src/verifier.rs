@@ -301,9 +301,14 @@ impl Inner {
         let url = match (&self.jwks_url, &state.discovered) {
             (Some(url), _) | (None, Some(url)) => url.clone(),
             (None, None) => {
-                let url =
-                    fetch::discover(&self.client, &self.issuer_url, &self.issuer, self.bounds)
-                        .await?;
+                let url = fetch::discover(
+                    &self.client,
+                    &self.issuer_url,
+                    &self.issuer,
+                    self.bounds,
+                    fetch::JWKS_URI,
+                )
+                .await?;
                 state.discovered = Some(url.clone());
                 url
             }
