@@ -161,6 +161,8 @@ pub(crate) fn discovery_url(issuer: &Url) -> Url {
 
 /// The metadata member naming the key set.
 pub(crate) const JWKS_URI: &str = "jwks_uri";
+/// The metadata member naming latchkey's revocation feed.
+pub(crate) const REVOCATION_FEED_ENDPOINT: &str = "revocation_feed_endpoint";
 
 /// Reads the authorization server's metadata (RFC 8414) and answers the URL
 /// its `member` names (such as [`JWKS_URI`]); the document must name the
