@@ -7,10 +7,11 @@ use crate::jwk::Algorithm;
 
 /// Why [`Verifier::verify`](crate::Verifier::verify) refused a token.
 ///
-/// Every variant but [`Error::KeysUnavailable`] and [`Error::StaleKeys`]
-/// means the token itself is bad (HTTP 401 `invalid_token`); those two mean
-/// the verifier could not tell, because the issuer's keys could not be
-/// fetched (HTTP 503).
+/// Every variant but [`Error::KeysUnavailable`], [`Error::StaleKeys`] and
+/// [`Error::FeedUnavailable`] means the token itself is bad (HTTP 401
+/// `invalid_token`); those three mean the verifier could not tell, because
+/// the issuer's keys could not be fetched or its revocation feed is out of
+/// reach (HTTP 503).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -80,13 +81,31 @@ pub enum Error {
         /// Why the last refetch failed.
         source: FetchError,
     },
+    /// The token's session (`sid`) was revoked, as the
+    /// [revocation feed](crate::VerifierBuilder::revocation_feed) said.
+    #[error("the token's session was revoked")]
+    RevokedSession,
+    /// The token's key was purged by the issuer (through the revocation
+    /// feed): refused while the key set still lists it.
+    #[error("the token's key {0:?} was purged by the issuer")]
+    PurgedKey(String),
+    /// The revocation feed cannot be trusted now (never in sync yet,
+    /// silent too long, overflowed) and the outage policy is
+    /// [`RefuseAll`](crate::FeedOutagePolicy::RefuseAll): no token can be
+    /// told apart from a revoked one. Not the token's fault: 503.
+    #[error("{0}, and the outage policy refuses every token")]
+    FeedUnavailable(String),
 }
 
 impl Error {
     /// `true` when the token itself is bad (everything but
-    /// [`Error::KeysUnavailable`] and [`Error::StaleKeys`]).
+    /// [`Error::KeysUnavailable`], [`Error::StaleKeys`] and
+    /// [`Error::FeedUnavailable`]).
     pub fn is_invalid_token(&self) -> bool {
-        !matches!(self, Self::KeysUnavailable(_) | Self::StaleKeys { .. })
+        !matches!(
+            self,
+            Self::KeysUnavailable(_) | Self::StaleKeys { .. } | Self::FeedUnavailable(_)
+        )
     }
 
     /// A short fixed description, safe to send to a client: it never echoes
@@ -108,6 +127,11 @@ impl Error {
             Self::KeysUnavailable(_) => "the issuer's keys cannot be fetched, try again shortly",
             Self::StaleKeys { .. } => {
                 "the issuer's keys are out of date and cannot be refreshed, try again shortly"
+            }
+            Self::RevokedSession => "the token's session was revoked",
+            Self::PurgedKey(_) => "the token's signing key was withdrawn",
+            Self::FeedUnavailable(_) => {
+                "the list of revoked sessions is out of date, try again shortly"
             }
         }
     }
@@ -217,4 +241,10 @@ pub enum BuildError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    /// [`revocation_feed_url`](crate::VerifierBuilder::revocation_feed_url)
+    /// was given without
+    /// [`revocation_feed`](crate::VerifierBuilder::revocation_feed) and its
+    /// client credentials.
+    #[error("a revocation feed URL needs revocation_feed(client_id, client_secret)")]
+    MissingFeedClient,
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use http::header::{HeaderMap, ACCEPT, AGE, CACHE_CONTROL};
 use reqwest::Url;
-use serde::Deserialize;
 
 use crate::error::FetchError;
 use crate::https::{self, Reason};
@@ -160,19 +159,20 @@ pub(crate) fn discovery_url(issuer: &Url) -> Url {
     url
 }
 
-#[derive(Deserialize)]
-struct Metadata {
-    issuer: Option<String>,
-    jwks_uri: Option<String>,
-}
+/// The metadata member naming the key set.
+pub(crate) const JWKS_URI: &str = "jwks_uri";
+/// The metadata member naming latchkey's revocation feed.
+pub(crate) const REVOCATION_FEED_ENDPOINT: &str = "revocation_feed_endpoint";
 
-/// Reads the authorization server's metadata (RFC 8414) and answers its
-/// `jwks_uri`; the document must name the same issuer (§3.3).
+/// Reads the authorization server's metadata (RFC 8414) and answers the URL
+/// its `member` names (such as [`JWKS_URI`]); the document must name the
+/// same issuer (§3.3).
 pub(crate) async fn discover(
     client: &reqwest::Client,
     issuer: &Url,
     issuer_text: &str,
     bounds: Bounds,
+    member: &str,
 ) -> Result<Url, FetchError> {
     let url = discovery_url(issuer);
     let (body, _) = get(client, &url, bounds).await?;
@@ -180,23 +180,24 @@ pub(crate) async fn discover(
         url: url.to_string(),
         message,
     };
-    let metadata: Metadata = serde_json::from_slice(&body)
+    let metadata: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
         .map_err(|e| invalid(format!("not authorization server metadata: {e}")))?;
-    if metadata.issuer.as_deref() != Some(issuer_text) {
+    let named = metadata.get("issuer").and_then(|v| v.as_str());
+    if named != Some(issuer_text) {
         return Err(invalid(format!(
-            "it names the issuer {:?}, not {issuer_text:?}",
-            metadata.issuer
+            "it names the issuer {named:?}, not {issuer_text:?}"
         )));
     }
-    let jwks_uri = metadata
-        .jwks_uri
-        .ok_or_else(|| invalid("it has no jwks_uri".into()))?;
-    let jwks_uri =
-        Url::parse(&jwks_uri).map_err(|e| invalid(format!("its jwks_uri is not a URL: {e}")))?;
+    let found = metadata
+        .get(member)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| invalid(format!("it has no {member}")))?;
+    let found =
+        Url::parse(found).map_err(|e| invalid(format!("its {member} is not a URL: {e}")))?;
     // A document served over https may still point at http.
-    https::check(&jwks_uri, bounds.allow_insecure_http)
-        .map_err(|why| insecure(&jwks_uri, format!("the jwks_uri named by {url}: {why}")))?;
-    Ok(jwks_uri)
+    https::check(&found, bounds.allow_insecure_http)
+        .map_err(|why| insecure(&found, format!("the {member} named by {url}: {why}")))?;
+    Ok(found)
 }
 
 #[cfg(test)]

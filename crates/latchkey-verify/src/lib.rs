@@ -119,16 +119,22 @@
 
 mod claims;
 mod error;
+mod feed;
 mod fetch;
 mod https;
 mod jwk;
 mod layer;
 mod request;
+mod sse;
 mod token;
 mod verifier;
 
 pub use crate::claims::Claims;
 pub use crate::error::{BuildError, Error, FetchError};
+pub use crate::feed::{
+    FeedOutagePolicy, FeedStatus, DEFAULT_FEED_MAX_REVOKED_SESSIONS, DEFAULT_FEED_MAX_SILENCE,
+    FEED_MAX_ID_LEN, FEED_MAX_LINE,
+};
 pub use crate::https::{redirect_policy, MAX_REDIRECTS};
 pub use crate::jwk::Algorithm;
 pub use crate::layer::{Auth, AuthLayer, RequireScope, Scope};

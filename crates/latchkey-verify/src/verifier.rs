@@ -1,15 +1,21 @@
 //! The [`Verifier`]: a key-set cache and the checks every token goes
 //! through.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::Url;
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 
 use crate::claims::{self, Claims, Expectations};
 use crate::error::{BuildError, Error, FetchError};
+use crate::feed::{
+    self, Connector, Feed, FeedOutagePolicy, FeedSettings, FeedStatus,
+    DEFAULT_FEED_MAX_REVOKED_SESSIONS, DEFAULT_FEED_MAX_SILENCE,
+};
 use crate::fetch::{self, Bounds};
 use crate::https;
 use crate::jwk::{self, Keys, VerifyingKey};
@@ -28,6 +34,8 @@ pub const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
 /// The default time cached keys still serve past their `max-age` while
 /// every refetch fails.
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60 * 60);
+/// The most purged keys remembered beyond those the key set lists.
+const MAX_PURGED_KEYS: usize = 1024;
 
 /// Checks latchkey access tokens offline, against the issuer's published
 /// keys.
@@ -52,6 +60,13 @@ struct Inner {
     client: reqwest::Client,
     keys: RwLock<Arc<KeySet>>,
     refresh: Mutex<RefreshState>,
+    /// Keys the revocation feed purged, each with whether the key set
+    /// lists it; refused, and kept out of the cached set, until a fetched
+    /// key set no longer lists them. Lock before `keys`.
+    purged: RwLock<HashMap<String, bool>>,
+    feed: Option<Arc<Feed>>,
+    /// Dropped with the last clone: the feed's tasks end.
+    stop: watch::Sender<()>,
 }
 
 /// One fetched key set. `generation` counts successful fetches, so a caller
@@ -116,6 +131,11 @@ impl Verifier {
     /// no keys to check it with, [`Error::StaleKeys`] when the only keys are
     /// past `max_stale` and cannot be refreshed.
     pub async fn verify(&self, token: &str) -> Result<Claims, Error> {
+        if let Some(feed) = &self.inner.feed {
+            if !feed.started.load(Ordering::Relaxed) {
+                self.inner.start_feed();
+            }
+        }
         let parsed = token::parse(token)?;
         let key = self.key(&parsed.kid).await?;
         let payload = parsed.verify(&key)?;
@@ -124,7 +144,39 @@ impl Verifier {
             audience: &self.inner.audience,
             leeway: self.inner.leeway,
         };
-        claims::check(&payload, &expect, unix_now())
+        let now = unix_now();
+        let claims = claims::check(&payload, &expect, now)?;
+        if let Some(feed) = &self.inner.feed {
+            feed.check(claims.sid.as_deref(), now)?;
+        }
+        Ok(claims)
+    }
+
+    /// The revocation feed's health, `None` without one (see
+    /// [`FeedStatus`] for what to export as metrics).
+    pub fn feed_status(&self) -> Option<FeedStatus> {
+        let feed = self.inner.feed.as_ref()?;
+        let purged = self
+            .inner
+            .purged
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        Some(feed.status(purged, unix_now()))
+    }
+
+    /// Waits until the revocation feed is in sync (its `ready` received on
+    /// the current connection): at start-up, before serving, so that
+    /// [`FeedOutagePolicy::RefuseAll`] does not refuse the first requests.
+    /// Answers at once without a feed; starts the feed if it was not
+    /// (see [`revocation_feed`](VerifierBuilder::revocation_feed)). Bound
+    /// it with `tokio::time::timeout`: it waits as long as the feed is
+    /// unreachable.
+    pub async fn feed_ready(&self) {
+        if let Some(feed) = &self.inner.feed {
+            self.inner.start_feed();
+            feed.wait_ready().await;
+        }
     }
 
     /// Fetches the key set now (single flight, but regardless of the
@@ -137,6 +189,7 @@ impl Verifier {
     /// until [`max_stale`](VerifierBuilder::max_stale) past their
     /// `max-age`).
     pub async fn refresh_keys(&self) -> Result<(), FetchError> {
+        self.inner.start_feed();
         let seen = self.inner.current().generation;
         Inner::refresh_detached(&self.inner, seen, true)
             .await
@@ -176,6 +229,11 @@ impl Verifier {
                 return Ok(key.clone());
             }
         }
+        // A purged key is refused without a fetch: the key set may well
+        // still list it.
+        if self.inner.is_purged(kid) {
+            return Err(Error::PurgedKey(kid.to_owned()));
+        }
         // Unknown kid, nothing fetched yet, or keys past max-stale: wait for
         // a refetch.
         let set = match Inner::refresh_detached(&self.inner, set.generation, false).await {
@@ -196,14 +254,72 @@ impl Verifier {
                 cached
             }
         };
-        set.keys
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| Error::UnknownKey(kid.to_owned()))
+        set.keys.get(kid).cloned().ok_or_else(|| {
+            if self.inner.is_purged(kid) {
+                Error::PurgedKey(kid.to_owned())
+            } else {
+                Error::UnknownKey(kid.to_owned())
+            }
+        })
     }
 }
 
 impl Inner {
+    /// Starts the feed's tasks, once, if there is a feed and a runtime.
+    fn start_feed(self: &Arc<Self>) {
+        let Some(feed) = &self.feed else { return };
+        if feed.started.load(Ordering::Relaxed) || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        if feed.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Weak: the tasks must not keep the verifier alive.
+        let weak = Arc::downgrade(self);
+        feed::spawn(
+            feed.clone(),
+            Connector {
+                client: self.client.clone(),
+                issuer_url: self.issuer_url.clone(),
+                issuer: self.issuer.clone(),
+                bounds: self.bounds,
+                purge: Box::new(move |kid| weak.upgrade().map(|i| i.purge_key(kid)).is_some()),
+                stop: self.stop.subscribe(),
+            },
+        );
+    }
+
+    fn is_purged(&self, kid: &str) -> bool {
+        self.purged
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(kid)
+    }
+
+    /// Refuses `kid` from now on: out of the cached set, and kept out of
+    /// the next ones while they list it.
+    fn purge_key(&self, kid: &str) {
+        let mut purged = self.purged.write().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let listed = keys.keys.contains_key(kid);
+        purged.insert(kid.to_owned(), listed);
+        if purged.len() > MAX_PURGED_KEYS {
+            // Those the set does not list only guard against its listing
+            // them again; the listed ones are as few as the set's keys.
+            purged.retain(|k, listed| *listed || k == kid);
+        }
+        if listed {
+            let mut left = keys.keys.clone();
+            left.remove(kid);
+            *keys = Arc::new(KeySet {
+                keys: left,
+                generation: keys.generation,
+                fresh_until: keys.fresh_until,
+                usable_until: keys.usable_until,
+            });
+        }
+    }
+
     fn current(&self) -> Arc<KeySet> {
         self.keys
             .read()
@@ -274,8 +390,15 @@ impl Inner {
         }
         state.last_attempt = Some(Instant::now());
         match self.fetch(&mut state).await {
-            Ok((keys, max_age)) => {
+            Ok((mut keys, max_age)) => {
                 tracing::debug!(keys = keys.len(), ?max_age, "fetched the JWKS");
+                // A purge is forgotten once the set no longer lists the key.
+                let mut purged = self.purged.write().unwrap_or_else(PoisonError::into_inner);
+                purged.retain(|kid, listed| {
+                    *listed = keys.contains_key(kid);
+                    *listed
+                });
+                keys.retain(|kid, _| !purged.contains_key(kid));
                 let fresh_until = Instant::now() + max_age;
                 let set = Arc::new(KeySet {
                     keys,
@@ -284,6 +407,7 @@ impl Inner {
                     usable_until: fresh_until.checked_add(self.max_stale),
                 });
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) = set.clone();
+                drop(purged);
                 state.last_error = None;
                 Ok(set)
             }
@@ -301,9 +425,14 @@ impl Inner {
         let url = match (&self.jwks_url, &state.discovered) {
             (Some(url), _) | (None, Some(url)) => url.clone(),
             (None, None) => {
-                let url =
-                    fetch::discover(&self.client, &self.issuer_url, &self.issuer, self.bounds)
-                        .await?;
+                let url = fetch::discover(
+                    &self.client,
+                    &self.issuer_url,
+                    &self.issuer,
+                    self.bounds,
+                    fetch::JWKS_URI,
+                )
+                .await?;
                 state.discovered = Some(url.clone());
                 url
             }
@@ -329,7 +458,7 @@ impl Inner {
     }
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -352,6 +481,11 @@ pub struct VerifierBuilder {
     allow_insecure_http: bool,
     token_cookie: Option<String>,
     client: Option<reqwest::Client>,
+    feed: Option<FeedSettings>,
+    feed_url: Option<String>,
+    feed_max_silence: Duration,
+    feed_outage_policy: FeedOutagePolicy,
+    feed_max_revoked_sessions: usize,
 }
 
 impl Default for VerifierBuilder {
@@ -368,6 +502,11 @@ impl Default for VerifierBuilder {
             allow_insecure_http: false,
             token_cookie: None,
             client: None,
+            feed: None,
+            feed_url: None,
+            feed_max_silence: DEFAULT_FEED_MAX_SILENCE,
+            feed_outage_policy: FeedOutagePolicy::KeepAccepting,
+            feed_max_revoked_sessions: DEFAULT_FEED_MAX_REVOKED_SESSIONS,
         }
     }
 }
@@ -480,9 +619,112 @@ impl VerifierBuilder {
         self
     }
 
-    /// Checks the settings and builds the verifier. Nothing is fetched
+    /// Subscribes to latchkey's revocation feed as the confidential OAuth
+    /// client `client_id` (HTTP Basic, RFC 6749 §2.3.1), so that tokens of
+    /// a revoked session are refused within about a second, not when they
+    /// expire. The feed's URL is found by RFC 8414 discovery from the
+    /// issuer (its `revocation_feed_endpoint`) unless
+    /// [`revocation_feed_url`](Self::revocation_feed_url) gives it.
+    ///
+    /// ```no_run
+    /// # use latchkey_verify::{FeedOutagePolicy, Verifier};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let verifier = Verifier::builder()
+    ///     .issuer("https://login.example.com")
+    ///     .audience("https://login.example.com")
+    ///     .revocation_feed("orders-api", std::env::var("FEED_SECRET")?)
+    ///     .feed_outage_policy(FeedOutagePolicy::RefuseAll)
+    ///     .build()?;
+    /// // Serve once the revoked sessions are known.
+    /// tokio::time::timeout(std::time::Duration::from_secs(10), verifier.feed_ready()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// - The feed is followed by a task on the Tokio runtime, started by
+    ///   [`build`](Self::build) when called within one, else by the first
+    ///   [`verify`](Verifier::verify), [`refresh_keys`](Verifier::refresh_keys)
+    ///   or [`feed_ready`](Verifier::feed_ready). It holds no strong
+    ///   reference: it stops when the last clone of the verifier is
+    ///   dropped.
+    /// - It reconnects after any failure with `Last-Event-ID`, waiting
+    ///   100 ms doubling to 10 s (or the server's `retry:`), with jitter.
+    /// - A token whose `sid` is revoked is refused with
+    ///   [`Error::RevokedSession`] (401 `invalid_token`); tokens without
+    ///   `sid` (`client_credentials`) are not affected by revocations. A
+    ///   key the feed purges is dropped from the cached key set and refused
+    ///   ([`Error::PurgedKey`]) until a fetched key set no longer lists it.
+    /// - Each revocation is held until its `until`, then forgotten (no
+    ///   token of that session can pass by then), at most
+    ///   [`feed_max_revoked_sessions`](Self::feed_max_revoked_sessions) at
+    ///   once.
+    /// - While the feed cannot be trusted (never in sync yet, silent longer
+    ///   than [`feed_max_silence`](Self::feed_max_silence), or overflowed),
+    ///   the [`feed_outage_policy`](Self::feed_outage_policy) applies.
+    /// - [`Verifier::feed_status`] tells how it goes.
+    ///
+    /// The feed URL carries the client's secret: it follows the same https
+    /// rule as the key set (see
+    /// [`allow_insecure_http`](Self::allow_insecure_http)).
+    pub fn revocation_feed(
+        mut self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        self.feed = Some(FeedSettings {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        });
+        self
+    }
+
+    /// Where the revocation feed is (latchkey's `revocation_feed_endpoint`),
+    /// instead of finding it by discovery. Needs
+    /// [`revocation_feed`](Self::revocation_feed) for the credentials.
+    pub fn revocation_feed_url(mut self, url: impl Into<String>) -> Self {
+        self.feed_url = Some(url.into());
+        self
+    }
+
+    /// How long the revocation feed may be unreachable or silent before the
+    /// [`feed_outage_policy`](Self::feed_outage_policy) applies (30 s by
+    /// default, [`DEFAULT_FEED_MAX_SILENCE`](crate::DEFAULT_FEED_MAX_SILENCE)):
+    /// measured from its last event or heartbeat while in sync. A
+    /// connection silent that long is also given up and made again.
+    ///
+    /// Keep it above the server's heartbeat interval (latchkey sends one at
+    /// least every 15 s): the default allows one heartbeat to be late.
+    pub fn feed_max_silence(mut self, max_silence: Duration) -> Self {
+        self.feed_max_silence = max_silence;
+        self
+    }
+
+    /// What to do with tokens while the revocation feed cannot be trusted
+    /// ([`FeedOutagePolicy::KeepAccepting`] by default).
+    pub fn feed_outage_policy(mut self, policy: FeedOutagePolicy) -> Self {
+        self.feed_outage_policy = policy;
+        self
+    }
+
+    /// The most revoked sessions held at once (1,000,000 by default,
+    /// [`DEFAULT_FEED_MAX_REVOKED_SESSIONS`](crate::DEFAULT_FEED_MAX_REVOKED_SESSIONS);
+    /// each costs about its `sid`'s length plus 60 bytes, so some 100 MB
+    /// for a million UUIDs).
+    ///
+    /// A revocation that comes when the set is full (after dropping what
+    /// expired) cannot be held, and its session would pass: so the set
+    /// counts as incomplete, and the
+    /// [`feed_outage_policy`](Self::feed_outage_policy) applies, until the
+    /// latest `until` of the revocations dropped has passed (by then they
+    /// would have been forgotten anyway).
+    pub fn feed_max_revoked_sessions(mut self, max: usize) -> Self {
+        self.feed_max_revoked_sessions = max;
+        self
+    }
+
+    /// Checks the settings and builds the verifier. No key is fetched
     /// yet: the first [`verify`](Verifier::verify) does it, or
-    /// [`refresh_keys`](Verifier::refresh_keys).
+    /// [`refresh_keys`](Verifier::refresh_keys). Within a Tokio runtime,
+    /// the [revocation feed](Self::revocation_feed), if any, is started.
     ///
     /// # Errors
     ///
@@ -490,7 +732,8 @@ impl VerifierBuilder {
     /// absolute `http(s)`, a URL to fetch from that is plain `http` to a
     /// host that is not loopback (without
     /// [`allow_insecure_http`](Self::allow_insecure_http)), an HTTP client
-    /// that cannot be built.
+    /// that cannot be built, a feed URL without
+    /// [`revocation_feed`](Self::revocation_feed).
     pub fn build(self) -> Result<Verifier, BuildError> {
         let issuer = self.issuer.ok_or(BuildError::MissingIssuer)?;
         let audience = self.audience.ok_or(BuildError::MissingAudience)?;
@@ -507,6 +750,27 @@ impl VerifierBuilder {
                 url: fetched.to_string(),
             });
         }
+        let feed = match (self.feed, self.feed_url) {
+            (None, Some(_)) => return Err(BuildError::MissingFeedClient),
+            (None, None) => None,
+            (Some(settings), url) => {
+                let url = url.as_deref().map(http_url).transpose()?;
+                // The credentials go there (or to what discovery finds).
+                let fetched = url.as_ref().unwrap_or(&issuer_url);
+                if https::check(fetched, self.allow_insecure_http).is_err() {
+                    return Err(BuildError::InsecureUrl {
+                        url: fetched.to_string(),
+                    });
+                }
+                Some(Arc::new(Feed::new(
+                    feed::basic_authorization(&settings.client_id, &settings.client_secret),
+                    url,
+                    self.feed_max_silence,
+                    self.feed_outage_policy,
+                    self.feed_max_revoked_sessions,
+                )))
+            }
+        };
         let client = match self.client {
             Some(client) => client,
             None => reqwest::Client::builder()
@@ -518,7 +782,7 @@ impl VerifierBuilder {
                 .map_err(|e| BuildError::Client(e.to_string()))?,
         };
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(60);
-        Ok(Verifier {
+        let verifier = Verifier {
             inner: Arc::new(Inner {
                 issuer,
                 issuer_url,
@@ -541,8 +805,13 @@ impl VerifierBuilder {
                     usable_until: None,
                 })),
                 refresh: Mutex::new(RefreshState::default()),
+                purged: RwLock::default(),
+                feed,
+                stop: watch::Sender::new(()),
             }),
-        })
+        };
+        verifier.inner.start_feed();
+        Ok(verifier)
     }
 }
 
@@ -616,5 +885,50 @@ mod tests {
         let v = base().token_cookie("accessToken").build().unwrap();
         assert_eq!(v.token_cookie(), Some("accessToken"));
         assert!(v.cached_kids().is_empty());
+        assert_eq!(v.feed_status(), None);
+    }
+
+    #[test]
+    fn the_feed_settings_are_checked() {
+        assert_eq!(
+            base()
+                .revocation_feed_url("https://login.example.com/feed")
+                .build()
+                .unwrap_err(),
+            BuildError::MissingFeedClient
+        );
+        // The secret goes to the feed: https, or loopback http.
+        assert!(matches!(
+            base()
+                .revocation_feed("api", "secret")
+                .revocation_feed_url("http://login.example.com/feed")
+                .build(),
+            Err(BuildError::InsecureUrl { .. })
+        ));
+        // By discovery, from the issuer, whatever the JWKS URL.
+        assert!(matches!(
+            Verifier::builder()
+                .issuer("http://login.example.com")
+                .audience("a")
+                .jwks_url("https://login.example.com/jwks.json")
+                .revocation_feed("api", "secret")
+                .build(),
+            Err(BuildError::InsecureUrl { .. })
+        ));
+        assert!(base()
+            .revocation_feed("api", "secret")
+            .revocation_feed_url("http://127.0.0.1:1/feed")
+            .build()
+            .is_ok());
+        let builder = base().revocation_feed("api", "hunter2");
+        assert!(!format!("{builder:?}").contains("hunter2"));
+        assert_eq!(builder.feed_max_silence, DEFAULT_FEED_MAX_SILENCE);
+        assert_eq!(builder.feed_outage_policy, FeedOutagePolicy::KeepAccepting);
+        assert_eq!(builder.feed_max_revoked_sessions, 1_000_000);
+        // Built outside a runtime: not started, never in sync, an outage.
+        let v = builder.build().unwrap();
+        let status = v.feed_status().unwrap();
+        assert!(!status.connected && !status.ready && status.outage);
+        assert_eq!((status.revoked_sessions, status.reconnects), (0, 0));
     }
 }

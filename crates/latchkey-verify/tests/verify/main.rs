@@ -2,6 +2,8 @@
 //! server of the test's own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod feed;
+mod feed_server;
 mod helpers;
 mod http;
 mod https;
