@@ -57,11 +57,16 @@ latchkey_pid=$!
 latchkey_url="$(listening_url "$tmp/latchkey.out" "$latchkey_pid")"
 
 echo 'demo password' | "$target/latchkey" user add demo --database-url "$database_url" >/dev/null
+# The demo's API subscribes to the revocation feed as this client: a logout
+# is refused there within a second.
+feed_secret="$("$target/latchkey" client add demo-api --database-url "$database_url" |
+  sed -n 's/.*"client_secret":"\([^"]*\)".*/\1/p')"
 
-"$target/latchkey-demo" \
+LATCHKEY_DEMO_FEED_SECRET="$feed_secret" "$target/latchkey-demo" \
   --listen "127.0.0.1:${demo_port}" \
   --latchkey-url "$latchkey_url" \
   --issuer "$latchkey_url" \
+  --feed-client-id demo-api \
   >"$tmp/demo.out" 2>"$tmp/demo.out.err" &
 demo_pid=$!
 url="$(listening_url "$tmp/demo.out" "$demo_pid")"

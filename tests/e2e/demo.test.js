@@ -50,9 +50,12 @@ function freePort() {
 }
 
 /** Starts a process and resolves with the URL of its `listening on` line. */
-function start(name, bin, args) {
+function start(name, bin, args, env = {}) {
   return new Promise((ok, fail) => {
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(bin, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
     children.push(child);
     let out = '';
     let err = '';
@@ -96,12 +99,19 @@ before(async () => {
     encoding: 'utf8',
   });
   assert.equal(added.status, 0, `user add: ${added.stderr}`);
+  // The demo's API subscribes to the revocation feed as a client of its own.
+  const client = spawnSync(latchkeyBin, ['client', 'add', 'demo-api', '--database-url', databaseUrl], {
+    encoding: 'utf8',
+  });
+  assert.equal(client.status, 0, `client add: ${client.stderr}`);
+  const feedSecret = JSON.parse(client.stdout).client_secret;
   demoUrl = await start('latchkey-demo', demoBin, [
     '--listen', `127.0.0.1:${demoPort}`,
     '--latchkey-url', latchkeyUrl,
     '--issuer', latchkeyUrl,
     '--leeway', '0s',
-  ]);
+    '--feed-client-id', 'demo-api',
+  ], { LATCHKEY_DEMO_FEED_SECRET: feedSecret });
   assert.equal(demoUrl, demoOrigin);
   browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -311,6 +321,41 @@ test('the cookies are HttpOnly and absent from document.cookie', async () => {
     }
     const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
     assert.equal(stored, '{}{}', 'nothing in web storage');
+  } finally {
+    await context.close();
+  }
+});
+
+test('log out in tab A: tab B\'s still-unexpired access token is refused by the demo\'s API within a second', async () => {
+  const context = await browser.newContext();
+  try {
+    const tabA = await context.newPage();
+    await logIn(tabA);
+    const tabB = await context.newPage();
+    await tabB.goto(demoUrl);
+    await tabB.waitForSelector('#feed article.post', { state: 'visible' });
+    // Tab B's access token, kept from before the logout (a copy, as a
+    // stolen or cached token would be).
+    const kept = (await context.cookies()).find((c) => c.name === 'accessToken').value;
+    const exp = JSON.parse(Buffer.from(kept.split('.')[1], 'base64url')).exp;
+    const withKept = () => tabB.evaluate(async (token) => (await fetch('/api/posts', {
+      headers: { authorization: `Bearer ${token}` },
+      credentials: 'omit',
+    })).status, kept);
+    assert.equal(await withKept(), 200, 'the token passes before the logout');
+
+    await tabA.click('#device-list li[data-current="true"] .logout-button');
+    await tabA.waitForSelector('#login-form', { state: 'visible' });
+    const loggedOut = Date.now();
+    let status = await withKept();
+    while (status !== 401 && Date.now() - loggedOut < 1000) {
+      await sleep(50);
+      status = await withKept();
+    }
+    const took = Date.now() - loggedOut;
+    assert.equal(status, 401, 'refused within a second of the logout');
+    assert.ok(took < 1000, `refused after ${took} ms`);
+    assert.ok(Date.now() / 1000 < exp, 'while the token had not expired yet');
   } finally {
     await context.close();
   }

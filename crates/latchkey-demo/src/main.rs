@@ -57,6 +57,19 @@ struct Args {
     /// `250ms`, `1m` or plain seconds.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     leeway: Duration,
+    /// A confidential client of latchkey (`latchkey client add ID`): with
+    /// it the API subscribes to latchkey's revocation feed, so a logout is
+    /// refused here within a second, not when the access token expires.
+    /// Its secret comes from the environment, never the command line.
+    #[arg(long, requires = "feed_client_secret")]
+    feed_client_id: Option<String>,
+    #[arg(
+        long,
+        env = "LATCHKEY_DEMO_FEED_SECRET",
+        hide_env_values = true,
+        hide = true
+    )]
+    feed_client_secret: Option<String>,
 }
 
 /// `250ms`, `10s`, `1m` or plain seconds.
@@ -140,14 +153,18 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let latchkey_url = args.latchkey_url.trim_end_matches('/').to_owned();
     let issuer = args.issuer.unwrap_or_else(|| latchkey_url.clone());
-    let verifier = Verifier::builder()
+    let mut verifier = Verifier::builder()
         .issuer(issuer.clone())
         .audience(issuer)
         .jwks_url(format!("{latchkey_url}/.well-known/jwks.json"))
         .token_cookie("accessToken")
-        .leeway(args.leeway)
-        .build()
-        .map_err(|e| format!("the verifier: {e}"))?;
+        .leeway(args.leeway);
+    if let (Some(id), Some(secret)) = (&args.feed_client_id, &args.feed_client_secret) {
+        verifier = verifier
+            .revocation_feed(id.clone(), secret.clone())
+            .revocation_feed_url(format!("{latchkey_url}/oauth2/revocations"));
+    }
+    let verifier = verifier.build().map_err(|e| format!("the verifier: {e}"))?;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
