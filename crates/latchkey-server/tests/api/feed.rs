@@ -357,3 +357,94 @@ async fn open_streams_are_counted_in_the_metrics() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A `latchkey-verify` verifier of `issuer` subscribed to its feed as `api`.
+pub fn subscribed_verifier(
+    issuer: &str,
+    feed_base: &str,
+    secret: &str,
+) -> latchkey_verify::Verifier {
+    latchkey_verify::Verifier::builder()
+        .issuer(issuer)
+        .audience(issuer)
+        .jwks_url(format!("{feed_base}/.well-known/jwks.json"))
+        .revocation_feed("api", secret)
+        .revocation_feed_url(format!("{feed_base}/oauth2/revocations"))
+        .build()
+        .unwrap()
+}
+
+pub async fn is_revoked(verifier: &latchkey_verify::Verifier, token: &str) -> bool {
+    matches!(
+        verifier.verify(token).await,
+        Err(latchkey_verify::Error::RevokedSession)
+    )
+}
+
+#[tokio::test]
+async fn a_verifier_catches_up_from_its_cursor_after_latchkey_restarts() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let issuer = format!("http://{listen}");
+    let settings = [("listen", listen.as_str()), ("issuer", issuer.as_str())];
+    let app = TestApp::spawn_with(&settings).await;
+    let secret = app.feed_client().await;
+    let verifier = subscribed_verifier(&issuer, &issuer, &secret);
+    let a = app.user_and_login("alice").await;
+    let b = app.login("alice").await;
+    let c = app.login("alice").await;
+    tokio::time::timeout(Duration::from_secs(5), verifier.feed_ready())
+        .await
+        .expect("in sync");
+    for pair in [&a, &b, &c] {
+        verifier.verify(&pair.access).await.unwrap();
+    }
+
+    // Live: a logout is refused by the verifier within a second.
+    app.post("/v1/auth/logout")
+        .bearer_auth(&a.access)
+        .send()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !is_revoked(&verifier, &a.access).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "refused within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // latchkey stops; the command line revokes b meanwhile.
+    let database_url = app.database_url.clone();
+    let dir = app.stop().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["session", "revoke", b.session_id.as_str(), "--database-url"])
+        .arg(&database_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Within the feed's silence bound the verifier keeps what it knew.
+    assert!(is_revoked(&verifier, &a.access).await);
+    verifier.verify(&c.access).await.unwrap();
+
+    // Back: the verifier reconnects with its cursor and hears of b.
+    let app = TestApp::spawn_in(dir, &settings).await;
+    let back = std::time::Instant::now();
+    while !is_revoked(&verifier, &b.access).await {
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "b's revocation reached the verifier after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(is_revoked(&verifier, &a.access).await, "a is not forgotten");
+    verifier.verify(&c.access).await.unwrap();
+    let status = verifier.feed_status().unwrap();
+    assert!(status.reconnects >= 1, "{status:?}");
+    drop(app);
+}

@@ -397,3 +397,54 @@ async fn a_logout_on_one_node_reaches_the_feed_of_another_within_a_second() {
     println!("logout on node A to the event on node B's feed: p50 {p50:?}, p99 {p99:?}");
     assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
 }
+
+#[tokio::test]
+async fn a_verifier_subscribed_to_one_node_refuses_a_logout_on_another_within_a_second() {
+    let db = Database::new();
+    let cluster = nodes(&db, 5432, 2, &[]).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let secret = a
+        .service
+        .add_client("api", false, "")
+        .await
+        .unwrap()
+        .secret
+        .unwrap();
+    a.register("alice", PASSWORD).await;
+    const TRIALS: usize = 100;
+    let mut sessions = Vec::new();
+    for _ in 0..TRIALS {
+        sessions.push(a.login("alice").await);
+    }
+    let verifier = crate::feed::subscribed_verifier(ISSUER, &b.url, &secret);
+    tokio::time::timeout(Duration::from_secs(5), verifier.feed_ready())
+        .await
+        .expect("in sync");
+    let mut latencies = Vec::new();
+    for pair in &sessions {
+        verifier.verify(&pair.access).await.unwrap();
+        let started = Instant::now();
+        let r = a
+            .post("/v1/auth/logout")
+            .bearer_auth(&pair.access)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        while !crate::feed::is_revoked(&verifier, &pair.access).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "refused within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let p50 = latencies[TRIALS / 2];
+    let p99 = latencies[TRIALS * 99 / 100];
+    println!(
+        "logout on node A to refusal by a verifier subscribed to node B: p50 {p50:?}, p99 {p99:?}"
+    );
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+}
