@@ -113,8 +113,37 @@
 //!   ([`http_client`](VerifierBuilder::http_client)), its redirect policy
 //!   applies: give it [`redirect_policy`].
 //!
+//! # Revoked sessions
+//!
+//! An access token is valid until it expires, even after its session is
+//! revoked (a logout, a password change, an admin's revocation). With
+//! [`VerifierBuilder::revocation_feed`], the verifier follows latchkey's
+//! revocation feed (Server-Sent Events, as a confidential OAuth client) and
+//! refuses the tokens of a revoked session within about a second
+//! ([`Error::RevokedSession`], `401`), and those signed by a purged key
+//! ([`Error::PurgedKey`]):
+//!
+//! ```no_run
+//! # use latchkey_verify::{FeedOutagePolicy, Verifier};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::builder()
+//!     .issuer("https://login.example.com")
+//!     .audience("https://login.example.com")
+//!     .revocation_feed("orders-api", "its client secret")
+//!     .feed_outage_policy(FeedOutagePolicy::KeepAccepting) // the default
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! While the feed cannot be trusted (not in sync yet, silent for longer
+//! than [`feed_max_silence`](VerifierBuilder::feed_max_silence), or holding
+//! more than [`feed_max_revoked_sessions`](VerifierBuilder::feed_max_revoked_sessions)),
+//! [`FeedOutagePolicy`] decides: keep accepting (with a warning: the token
+//! lifetime bounds a revoked session again) or refuse every token (`503`).
+//! [`Verifier::feed_status`] gives what to watch.
+//!
 //! With keys cached, verifying costs little more than the signature check
-//! itself (see `benches/verify.rs`).
+//! itself, feed or not (see `benches/verify.rs`).
 #![deny(missing_docs)]
 
 mod claims;

@@ -11,9 +11,11 @@ use crate::error::Error;
 use crate::verifier::Verifier;
 
 /// Why a request was refused, ready to become a response: 401 without a
-/// token or with a bad one, 400 for a malformed `Authorization` header, 403
-/// when a scope is missing, 503 when the issuer's keys cannot be had, 500
-/// when the app was wired without a verifier.
+/// token or with a bad one (a revoked session's included), 400 for a
+/// malformed `Authorization` header, 403 when a scope is missing, 503 when
+/// the issuer's keys cannot be had or the revocation feed is down under
+/// [`RefuseAll`](crate::FeedOutagePolicy::RefuseAll), 500 when the app was
+/// wired without a verifier.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -27,7 +29,8 @@ pub enum Rejection {
     /// The token lacks these (space-separated) scopes: 403
     /// `insufficient_scope`.
     InsufficientScope(String),
-    /// The issuer's keys cannot be fetched: 503, try again.
+    /// The issuer's keys cannot be fetched, or the revocation feed cannot
+    /// be trusted and the policy refuses every token: 503, try again.
     Unavailable(Error),
     /// A [`Claims`] extractor ran with neither an [`AuthLayer`](crate::AuthLayer)
     /// in front of it nor a [`Verifier`] extension: 500.

@@ -297,7 +297,13 @@ async fn an_outage_keeps_accepting_with_keep_accepting() {
 #[tokio::test]
 async fn heartbeats_keep_the_feed_fresh() {
     let s = Setup::new().await;
-    let v = s.verifier(FeedOutagePolicy::RefuseAll, SECOND);
+    // The stream outlives the fetch timeout, which bounds only its start.
+    let v = s
+        .server
+        .builder(FeedOutagePolicy::RefuseAll, SECOND)
+        .fetch_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
     ready(&v).await;
     // No event for 2.5 max_silence: only comments every 200 ms.
     tokio::time::sleep(Duration::from_millis(2500)).await;
