@@ -10,6 +10,7 @@ mod abuse;
 mod attack;
 mod client;
 mod cpu;
+mod feed_latency;
 mod hash;
 mod kill9;
 mod load;
@@ -64,6 +65,9 @@ enum Command {
     /// PostgreSQL's own single-row update rate (pgbench, a row per client,
     /// prepared statements): one JSON line, like `run`'s.
     Pgbench(pgbench::PgbenchArgs),
+    /// Logout to refusal at a `latchkey-verify` verifier subscribed to the
+    /// revocation feed: p50/p99 over many logouts; one JSON line.
+    FeedLatency(feed_latency::FeedLatencyArgs),
     /// `kill -9` of the server under refresh load, in steps the script
     /// drives: load (and kill), check (after the restart), report.
     #[command(subcommand)]
@@ -199,6 +203,12 @@ fn main() -> Result<ExitCode> {
                 eprintln!("{}", report.human());
                 println!("{}", serde_json::to_string(&report)?);
             }
+            Ok(true)
+        }
+        Command::FeedLatency(args) => {
+            let report = single_threaded()?.block_on(feed_latency::run(args))?;
+            eprintln!("{}", report.human());
+            println!("{}", serde_json::to_string(&report)?);
             Ok(true)
         }
         Command::Soak(args) => single_threaded()?.block_on(soak::run(args)),
