@@ -352,37 +352,57 @@ async fn a_lost_database_answers_503_quickly_and_service_resumes() {
     node.refresh(&pair.refresh).await;
 }
 
-#[tokio::test]
-async fn a_logout_on_one_node_reaches_the_feed_of_another_within_a_second() {
-    let db = Database::new();
-    let cluster = nodes(&db, 5432, 2, &[]).await;
-    let (a, b) = (&cluster[0], &cluster[1]);
-    let secret = a
+/// Two nodes on one database, a confidential client `api` (its secret), and
+/// `TRIALS` sessions of alice opened on the first node.
+const TRIALS: usize = 100;
+
+async fn two_nodes_and_sessions(db: &Database) -> (Vec<TestApp>, String, Vec<Pair>) {
+    let cluster = nodes(db, 5432, 2, &[]).await;
+    let secret = cluster[0]
         .service
         .add_client("api", false, "")
         .await
         .unwrap()
         .secret
         .unwrap();
-    a.register("alice", PASSWORD).await;
-    let mut feed = FeedReader::open(&b.url, ("api", &secret), None).await;
-    assert!(feed.until_ready().await.is_empty());
-
-    const TRIALS: usize = 100;
+    cluster[0].register("alice", PASSWORD).await;
     let mut sessions = Vec::new();
     for _ in 0..TRIALS {
-        sessions.push(a.login("alice").await);
+        sessions.push(cluster[0].login("alice").await);
     }
+    (cluster, secret, sessions)
+}
+
+async fn logout(node: &TestApp, pair: &Pair) {
+    let r = node
+        .post("/v1/auth/logout")
+        .bearer_auth(&pair.access)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+/// Prints p50 and p99 of `latencies`, and checks p99 is under a second.
+fn report_latencies(what: &str, mut latencies: Vec<Duration>) {
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let p99 = latencies[latencies.len() * 99 / 100];
+    println!("{what}: p50 {p50:?}, p99 {p99:?}");
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+}
+
+#[tokio::test]
+async fn a_logout_on_one_node_reaches_the_feed_of_another_within_a_second() {
+    let db = Database::new();
+    let (cluster, secret, sessions) = two_nodes_and_sessions(&db).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let mut feed = FeedReader::open(&b.url, ("api", &secret), None).await;
+    assert!(feed.until_ready().await.is_empty());
     let mut latencies = Vec::new();
     for pair in &sessions {
         let started = Instant::now();
-        let r = a
-            .post("/v1/auth/logout")
-            .bearer_auth(&pair.access)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        logout(a, pair).await;
         let (name, _, data) = feed
             .event(Duration::from_secs(1))
             .await
@@ -391,31 +411,14 @@ async fn a_logout_on_one_node_reaches_the_feed_of_another_within_a_second() {
         assert_eq!(name, "revoked");
         assert_eq!(data["sid"], pair.session_id.as_str());
     }
-    latencies.sort();
-    let p50 = latencies[TRIALS / 2];
-    let p99 = latencies[TRIALS * 99 / 100];
-    println!("logout on node A to the event on node B's feed: p50 {p50:?}, p99 {p99:?}");
-    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+    report_latencies("logout on node A to the event on node B's feed", latencies);
 }
 
 #[tokio::test]
 async fn a_verifier_subscribed_to_one_node_refuses_a_logout_on_another_within_a_second() {
     let db = Database::new();
-    let cluster = nodes(&db, 5432, 2, &[]).await;
+    let (cluster, secret, sessions) = two_nodes_and_sessions(&db).await;
     let (a, b) = (&cluster[0], &cluster[1]);
-    let secret = a
-        .service
-        .add_client("api", false, "")
-        .await
-        .unwrap()
-        .secret
-        .unwrap();
-    a.register("alice", PASSWORD).await;
-    const TRIALS: usize = 100;
-    let mut sessions = Vec::new();
-    for _ in 0..TRIALS {
-        sessions.push(a.login("alice").await);
-    }
     let verifier = crate::feed::subscribed_verifier(ISSUER, &b.url, &secret);
     tokio::time::timeout(Duration::from_secs(5), verifier.feed_ready())
         .await
@@ -424,13 +427,7 @@ async fn a_verifier_subscribed_to_one_node_refuses_a_logout_on_another_within_a_
     for pair in &sessions {
         verifier.verify(&pair.access).await.unwrap();
         let started = Instant::now();
-        let r = a
-            .post("/v1/auth/logout")
-            .bearer_auth(&pair.access)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        logout(a, pair).await;
         while !crate::feed::is_revoked(&verifier, &pair.access).await {
             assert!(
                 started.elapsed() < Duration::from_secs(1),
@@ -440,11 +437,8 @@ async fn a_verifier_subscribed_to_one_node_refuses_a_logout_on_another_within_a_
         }
         latencies.push(started.elapsed());
     }
-    latencies.sort();
-    let p50 = latencies[TRIALS / 2];
-    let p99 = latencies[TRIALS * 99 / 100];
-    println!(
-        "logout on node A to refusal by a verifier subscribed to node B: p50 {p50:?}, p99 {p99:?}"
+    report_latencies(
+        "logout on node A to refusal by a verifier subscribed to node B",
+        latencies,
     );
-    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
 }
