@@ -11,6 +11,8 @@ pub enum AuditEvent {
     LoginFailed,
     LoginRateLimited,
     Registered,
+    /// A user made by an operator (`latchkey user add`).
+    UserAdded,
     Refreshed,
     /// The previous token came back inside the grace window: the same
     /// successor was answered again, the session unchanged.
@@ -41,6 +43,7 @@ impl AuditEvent {
             Self::LoginFailed => "login_failed",
             Self::LoginRateLimited => "login_rate_limited",
             Self::Registered => "registered",
+            Self::UserAdded => "user_added",
             Self::Refreshed => "refreshed",
             Self::RefreshRetried => "refresh_retried",
             Self::ReuseLateRetry => "reuse_detected_late_retry",

@@ -260,7 +260,7 @@ async fn user(service: &Service, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Add { username } => {
             let password = read_password()?;
-            let user = service.create_user(&username, &password).await?;
+            let user = service.add_user(&username, &password).await?;
             print(
                 &json!({ "id": user.id, "username": user.username, "created_at": rfc3339(user.created_at) }),
             );

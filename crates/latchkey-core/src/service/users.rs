@@ -29,12 +29,21 @@ impl Service {
         Ok(user)
     }
 
-    /// Creates a user whatever `registration` says (the CLI's `user add`).
-    pub async fn create_user(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<UserView, ServiceError> {
+    /// `latchkey user add`: a user whatever `registration` says, audited as
+    /// the operator's.
+    pub async fn add_user(&self, username: &str, password: &str) -> Result<UserView, ServiceError> {
+        let user = self.create_user(username, password).await?;
+        self.audit(
+            AuditRecord::new(AuditEvent::UserAdded, user.created_at)
+                .user(&user.id)
+                .detail("by the command line"),
+        )
+        .await;
+        Ok(user)
+    }
+
+    /// Creates a user whatever `registration` says.
+    async fn create_user(&self, username: &str, password: &str) -> Result<UserView, ServiceError> {
         let username = Username::parse(username)?;
         let password = NewPassword::parse(password)?;
         if self.store.user_by_key(username.key()).await?.is_some() {

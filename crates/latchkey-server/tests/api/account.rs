@@ -239,3 +239,16 @@ async fn sessions_list_the_live_devices_with_the_current_one_marked() {
         .await
         .contains(&"session_revoked".to_owned()));
 }
+
+#[tokio::test]
+async fn a_user_added_by_the_operator_is_audited() {
+    let app = TestApp::spawn().await;
+    let user = app.service.add_user("olga", PASSWORD).await.unwrap();
+    let rows = app.service.store().recent_audit(10).await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.event == "user_added")
+        .expect("a user_added row");
+    assert_eq!(row.user_id.as_deref(), Some(user.id.as_str()));
+    assert!(!app.audit_events().await.contains(&"registered".to_owned()));
+}

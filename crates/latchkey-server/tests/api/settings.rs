@@ -60,7 +60,7 @@ async fn exercise(config: &Config) {
         ip: "2001:db8::1".into(),
         user_agent: None,
     };
-    service.create_user("alice", PASSWORD).await.unwrap();
+    service.add_user("alice", PASSWORD).await.unwrap();
     let issued = service.login("alice", PASSWORD, &ctx).await.unwrap();
     service.authenticate(&issued.access_token).await.unwrap();
     let again = service.refresh(&issued.refresh_token, &ctx).await.unwrap();
