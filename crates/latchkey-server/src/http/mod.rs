@@ -98,6 +98,9 @@ pub fn router(state: AppState) -> Router {
         .allow_credentials(true)
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        // A page on another origin can tell how long to wait, and quote
+        // the request id when it reports a problem.
+        .expose_headers([header::RETRY_AFTER, REQUEST_ID.clone()])
         .max_age(Duration::from_secs(600));
     Router::new()
         .merge(auth::router())

@@ -173,6 +173,14 @@ async fn allowed_origins_get_cors_with_credentials() {
         r.headers()["access-control-allow-origin"],
         "https://app.example"
     );
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("retry-after") && exposed.contains("x-request-id"),
+        "{exposed}"
+    );
     let r = app
         .get("/healthz")
         .header("origin", "https://evil.example")
