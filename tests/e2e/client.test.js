@@ -4,8 +4,9 @@
 // and what a first-time visitor sees. Servers and helpers: harness.js.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import {
-  ACCESS_TTL_MS, LOGIN_MAX_FAILURES, like, logIn, loginShown, openLoggedIn, setVisible, sleep, useStack,
+  ACCESS_TTL_MS, artifacts, LOGIN_MAX_FAILURES, like, logIn, loginShown, openLoggedIn, setVisible, sleep, useStack,
 } from './harness.js';
 
 const stack = useStack();
@@ -65,6 +66,7 @@ test('a first-time visitor: no "session ended"; registers, logs out from the hea
     await page.waitForSelector('#login-form', { state: 'visible' });
     assert.equal(await page.textContent('#login-error'), '', 'no "session ended" for someone who never logged in');
     assert.equal(await page.isVisible('#logout-button'), false);
+    await page.screenshot({ path: join(artifacts, 'first-visit.png') });
 
     await page.click('#show-register');
     await page.waitForSelector('#register-form', { state: 'visible' });
