@@ -31,6 +31,30 @@ install_interop_clients() {
 }
 install_interop_clients
 
+# The browser client (clients/browser/): devDependencies from the lock (npm ci
+# only when it changed), the minified build within its 3 kB gzip budget, the
+# types, the unit tests, and a tarball that installs and imports.
+test_browser_client() {
+  local dir=clients/browser
+  local stamp=$dir/node_modules/.latchkey-installed-lock
+  if ! cmp -s "$dir/package-lock.json" "$stamp"; then
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null </dev/null
+    cp "$dir/package-lock.json" "$stamp"
+  fi
+  npm run --prefix "$dir" --silent build </dev/null
+  npm run --prefix "$dir" --silent types </dev/null
+  npm test --prefix "$dir" --silent </dev/null
+  local packed
+  packed=$(mktemp -d)
+  (cd "$dir" && npm pack --silent --pack-destination "$packed" >/dev/null </dev/null)
+  mkdir "$packed/app"
+  echo '{"name":"app","private":true,"type":"module"}' >"$packed/app/package.json"
+  npm install --prefix "$packed/app" --no-audit --no-fund --loglevel=error "$packed"/latchkey-browser-*.tgz >/dev/null </dev/null
+  (cd "$packed/app" && node -e "import('@latchkey/browser').then((m) => { if (typeof m.createLatchkey !== 'function') process.exit(1); })")
+  rm -rf "$packed"
+}
+test_browser_client
+
 # The real-browser tests of the demo (tests/e2e/): Debian's Chromium (never a
 # downloaded browser) and playwright-core from the lock.
 apt_install chromium

@@ -2,6 +2,8 @@
 //!
 //! - `GET /`: one HTML page (inline JS and CSS): a login form, the feed with
 //!   like and comment buttons, and a "your devices" panel.
+//! - `GET /latchkey.js`: the browser client the page imports
+//!   (`clients/browser`, its unminified source).
 //! - `/api/*`: the app's own API (posts, likes, comments), protected by
 //!   `latchkey_verify`: the access token comes in latchkey's `accessToken`
 //!   cookie and is verified offline against latchkey's JWKS.
@@ -30,8 +32,11 @@ use latchkey_verify::Verifier;
 /// The page: markup, style and script in one file, no external assets.
 const INDEX_HTML: &str = include_str!("index.html");
 
-/// What the page may load and run: itself only.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+/// The browser client, from its source: `cargo build` never needs npm.
+const LATCHKEY_JS: &str = include_str!("../../../clients/browser/src/index.js");
+
+/// What the page may load and run: itself and the client only.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; \
      style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -111,6 +116,7 @@ fn app(state: Arc<AppState>, verifier: &Verifier) -> Router {
         .route_layer(middleware::from_fn(api::same_origin));
     Router::new()
         .route("/", get(index))
+        .route("/latchkey.js", get(latchkey_js))
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/{*rest}", any(proxy::forward))
         .route("/.well-known/{*rest}", any(proxy::forward))
@@ -135,6 +141,21 @@ async fn index() -> Response {
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+async fn latchkey_js() -> Response {
+    let mut response = LATCHKEY_JS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
     );
     response
 }

@@ -1,0 +1,209 @@
+// What the real-browser test files share: latchkey (access tokens of 5 s,
+// grace window 10 s, login limit 2 failures, SQLite in a temp dir) and the
+// demo (verifier leeway 0 s, subscribed to the revocation feed) on free
+// loopback ports, headless Chromium, and page helpers. Each test file starts
+// its own.
+//
+// The binaries are taken from $LATCHKEY_BIN_DIR (default: target/debug of
+// the repository; build them with `cargo build -p latchkey-server -p
+// latchkey-demo`), or named one by one by LATCHKEY_BIN and LATCHKEY_DEMO_BIN.
+// CHROMIUM_PATH overrides /usr/bin/chromium (Debian's `chromium` package);
+// no browser is ever downloaded.
+import { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const binDir = resolve(root, process.env.LATCHKEY_BIN_DIR || join('target', 'debug'));
+const latchkeyBin = process.env.LATCHKEY_BIN || join(binDir, 'latchkey');
+const demoBin = process.env.LATCHKEY_DEMO_BIN || join(binDir, 'latchkey-demo');
+const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const artifacts = join(here, 'artifacts');
+
+export const USERNAME = 'alice';
+export const PASSWORD = 'correct horse battery';
+export const ACCESS_TTL_MS = 5000;
+export const LOGIN_MAX_FAILURES = 2;
+
+/** A free port on 127.0.0.1 (bound, read, released). */
+function freePort() {
+  return new Promise((ok, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => ok(port));
+    });
+  });
+}
+
+/** Starts a process and resolves with the URL of its `listening on` line. */
+function start(children, name, bin, args, env = {}) {
+  return new Promise((ok, fail) => {
+    const child = spawn(bin, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
+    children.push(child);
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => fail(new Error(`${name} did not start: ${err}`)), 20000);
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const match = /listening on (http:\/\/\S+)/.exec(out);
+      if (match) {
+        clearTimeout(timer);
+        ok(match[1]);
+      }
+    });
+    child.stderr.on('data', (chunk) => { err += chunk; });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      fail(new Error(`${name} exited with ${code}: ${err}`));
+    });
+    child.on('error', fail);
+  });
+}
+
+export const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+/**
+ * Registers the before and after hooks of a test file; the returned object
+ * holds `browser`, `demoUrl` and `latchkeyUrl` once `before` has run.
+ */
+export function useStack() {
+  const stack = { browser: null, demoUrl: null, latchkeyUrl: null };
+  const children = [];
+  let tmp;
+  before(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'latchkey-e2e-'));
+    mkdirSync(artifacts, { recursive: true });
+    const databaseUrl = `sqlite://${join(tmp, 'latchkey.db')}`;
+    const demoPort = await freePort();
+    const demoOrigin = `http://127.0.0.1:${demoPort}`;
+    stack.latchkeyUrl = await start(children, 'latchkey', latchkeyBin, [
+      'serve',
+      '--listen', '127.0.0.1:0',
+      '--database-url', databaseUrl,
+      '--access-ttl', '5s',
+      '--refresh-reuse-grace', '10s',
+      '--login-max-failures', String(LOGIN_MAX_FAILURES),
+      '--allowed-origins', demoOrigin,
+      '--cookie-secure', 'false',
+    ]);
+    const added = spawnSync(latchkeyBin, ['user', 'add', USERNAME, '--database-url', databaseUrl], {
+      input: `${PASSWORD}\n`,
+      encoding: 'utf8',
+    });
+    assert.equal(added.status, 0, `user add: ${added.stderr}`);
+    // The demo's API subscribes to the revocation feed as a client of its own.
+    const client = spawnSync(latchkeyBin, ['client', 'add', 'demo-api', '--database-url', databaseUrl], {
+      encoding: 'utf8',
+    });
+    assert.equal(client.status, 0, `client add: ${client.stderr}`);
+    const feedSecret = JSON.parse(client.stdout).client_secret;
+    stack.demoUrl = await start(children, 'latchkey-demo', demoBin, [
+      '--listen', `127.0.0.1:${demoPort}`,
+      '--latchkey-url', stack.latchkeyUrl,
+      '--issuer', stack.latchkeyUrl,
+      '--leeway', '0s',
+      '--feed-client-id', 'demo-api',
+    ], { LATCHKEY_DEMO_FEED_SECRET: feedSecret });
+    assert.equal(stack.demoUrl, demoOrigin);
+    stack.browser = await chromium.launch({
+      executablePath: chromiumPath,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+  });
+  after(async () => {
+    await stack.browser?.close();
+    for (const child of children) child.kill('SIGTERM');
+    await Promise.all(children.map((child) => (child.exitCode === null
+      ? new Promise((ok) => { child.once('exit', ok); setTimeout(ok, 5000); })
+      : null)));
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+  return stack;
+}
+
+const isRefresh = (request) => request.method() === 'POST'
+  && new URL(request.url()).pathname === '/v1/auth/refresh';
+
+/** Counts the refresh requests a page sends, and their answers. */
+export function watchRefreshes(page) {
+  const seen = { requests: 0, statuses: [], at: [] };
+  page.on('request', (request) => {
+    if (isRefresh(request)) {
+      seen.requests += 1;
+      seen.at.push(Date.now());
+    }
+  });
+  page.on('response', (response) => {
+    if (isRefresh(response.request())) seen.statuses.push(response.status());
+  });
+  return seen;
+}
+
+/** How many times the page has shown its login form. */
+export const loginShown = (page) => page.evaluate(() => Number(document.body.dataset.loginShown));
+
+/** Opens the demo and logs in with the form. */
+export async function logIn(page, url, username = USERNAME, password = PASSWORD) {
+  await page.goto(url);
+  await page.waitForSelector('#login-form', { state: 'visible' });
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.click('#login-button');
+  await page.waitForSelector('#feed article.post', { state: 'visible' });
+  await page.waitForSelector('#device-list li', { state: 'visible' });
+}
+
+/** Opens the demo in a tab of a context that is logged in already. */
+export async function openLoggedIn(page, url) {
+  await page.goto(url);
+  await page.waitForSelector('#feed article.post', { state: 'visible' });
+}
+
+export const likeCount = async (page, id) => Number(await page.textContent(`article.post[data-id="${id}"] .like-count`));
+
+/** Clicks Like on post `id` and waits for the count to change from `before`. */
+export async function like(page, id) {
+  const before = await likeCount(page, id);
+  await page.click(`article.post[data-id="${id}"] .like-button`);
+  await page.waitForFunction(
+    ([postId, was]) => {
+      const count = document.querySelector(`article.post[data-id="${postId}"] .like-count`);
+      return count && Number(count.textContent) !== was;
+    },
+    [id, before],
+  );
+  return { before, after: await likeCount(page, id) };
+}
+
+/**
+ * Makes the page believe it is hidden or shown: `document.visibilityState`
+ * overridden, then the `visibilitychange` event, as a browser switching
+ * tabs would send it (headless Chromium shows every page).
+ */
+export async function setVisible(page, visible) {
+  await page.evaluate((shown) => {
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => (shown ? 'visible' : 'hidden') });
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => !shown });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, visible);
+}
