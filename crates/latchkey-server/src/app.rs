@@ -123,6 +123,7 @@ impl Application {
         service.ensure_signing_key().await?;
         warn_of_exposed_secrets(config, &service).await?;
         service.recount_live_sessions().await?;
+        service.start_revocation_feed().await?;
         let http = HttpSettings {
             cookies: CookieSettings {
                 access_name: config.access_cookie.clone(),

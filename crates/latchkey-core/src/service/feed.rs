@@ -110,14 +110,26 @@ impl Service {
         self.feed.wake.notify_one();
     }
 
+    /// Starts the node's cursor at the latest revocation: subscribers read
+    /// what came before from the store themselves. Must run before the
+    /// first subscriber can connect, or a revocation made between its
+    /// backlog and this start would reach it only at its next reconnect.
+    pub async fn start_revocation_feed(&self) -> Result<(), ServiceError> {
+        let last = self.store.last_revocation().await?;
+        // Only the first start counts: a later one would skip events.
+        let _ =
+            self.feed
+                .cursor
+                .compare_exchange(u64::MAX, last, Ordering::AcqRel, Ordering::Acquire);
+        Ok(())
+    }
+
     /// Hands subscribers what the store recorded since the last poll.
     /// Answers how many events that was.
     pub async fn poll_revocations(&self) -> Result<usize, ServiceError> {
         let mut cursor = self.feed.cursor.load(Ordering::Acquire);
         if cursor == u64::MAX {
-            // Subscribers read what came before from the store themselves.
-            cursor = self.store.last_revocation().await?;
-            self.feed.cursor.store(cursor, Ordering::Release);
+            self.start_revocation_feed().await?;
             return Ok(0);
         }
         let mut sent = 0;
