@@ -48,6 +48,8 @@ pub struct PostgresStore {
     kept: Arc<Kept>,
     /// The connection that listens for other nodes' revocations.
     pub(crate) listener: Arc<tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>>,
+    /// Whether the pool is large enough to give a connection to listening.
+    pub(crate) listens: bool,
     /// Longest an operation may take end to end; `None` when unbounded.
     deadline: Option<Duration>,
 }
@@ -124,6 +126,28 @@ fn pool_options(settings: &PostgresSettings) -> PgPoolOptions {
         })
 }
 
+/// How the pool's connections are shared: one listens for the revocation
+/// feed's notifications (when there are at least three), most are kept for
+/// the operations of every request, and at least a quarter (one at least)
+/// stays in sqlx's pool for everything else, which must never starve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PoolShare {
+    listens: bool,
+    kept: usize,
+}
+
+impl PoolShare {
+    fn of(max_connections: u32) -> Self {
+        let max = max_connections as usize;
+        let listens = max >= 3;
+        let free = (max / 4).max(1);
+        Self {
+            listens,
+            kept: max.saturating_sub(free + usize::from(listens)),
+        }
+    }
+}
+
 impl PostgresStore {
     /// Connects to the database named by a `postgres://` (or
     /// `postgresql://`) URL and checks that it answers: an unreachable
@@ -144,15 +168,12 @@ impl PostgresStore {
             .application_name("latchkey");
         let deadline = (!settings.statement_timeout.is_zero())
             .then(|| settings.acquire_timeout + settings.statement_timeout);
+        let share = PoolShare::of(settings.max_connections);
         Ok(Self {
             pool: pool_options(settings).connect_lazy_with(options),
-            // All but a quarter of the pool (and at least one connection
-            // left to it) for the operations of every request.
             listener: Arc::default(),
-            kept: Arc::new(Kept::new(
-                (settings.max_connections as usize)
-                    .saturating_sub((settings.max_connections as usize / 4).max(1)),
-            )),
+            listens: share.listens,
+            kept: Arc::new(Kept::new(share.kept)),
             deadline,
         })
     }
@@ -255,4 +276,22 @@ pub(crate) async fn ping(store: &PostgresStore) -> StoreResult<()> {
             Ok(())
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PoolShare;
+
+    #[test]
+    fn every_use_keeps_a_share_of_the_pool() {
+        let share = |max| {
+            let s = PoolShare::of(max);
+            (s.listens, s.kept)
+        };
+        assert_eq!(share(16), (true, 11));
+        assert_eq!(share(4), (true, 2));
+        assert_eq!(share(3), (true, 1));
+        assert_eq!(share(2), (false, 1));
+        assert_eq!(share(1), (false, 0));
+    }
 }

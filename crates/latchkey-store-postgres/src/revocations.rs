@@ -31,9 +31,14 @@ pub(crate) async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 
 /// Waits for a notification on [`CHANNEL`], at most `within`. The listening
 /// connection is opened on first use and again after it fails; without it
-/// the wait is a plain sleep (the caller polls anyway).
+/// (or with a pool too small to spare one) the wait is a plain sleep: the
+/// caller polls anyway.
 pub(crate) async fn wait(store: &PostgresStore, within: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + within;
+    if !store.listens {
+        tokio::time::sleep_until(deadline).await;
+        return;
+    }
     let mut listener = store.listener.lock().await;
     if listener.is_none() {
         let opened = tokio::time::timeout_at(deadline, async {

@@ -442,3 +442,26 @@ async fn a_verifier_subscribed_to_one_node_refuses_a_logout_on_another_within_a_
         latencies,
     );
 }
+
+/// A pool of two: no connection is kept or listens that the other
+/// operations would then wait for.
+#[tokio::test]
+async fn a_small_pool_serves_every_kind_of_operation() {
+    let db = Database::new();
+    let cluster = nodes(&db, 5432, 1, &[("database_max_connections", "2")]).await;
+    let node = &cluster[0];
+    node.register("alice", PASSWORD).await;
+    let mut pairs = Vec::new();
+    for _ in 0..4 {
+        pairs.push(node.login("alice").await);
+    }
+    let work = pairs.iter().map(|pair| async move {
+        let next = node.refresh(&pair.refresh).await;
+        assert_eq!(node.me(&next.access).await.status(), StatusCode::OK);
+        logout(node, &next).await;
+    });
+    tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(work))
+        .await
+        .expect("no operation starved");
+    assert!(node.audit_events().await.contains(&"logout".to_owned()));
+}
