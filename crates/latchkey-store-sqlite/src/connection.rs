@@ -318,6 +318,18 @@ impl SqliteStore {
 
 /// Applies the migrations this database has not seen yet, in order.
 pub(crate) async fn migrate(store: &SqliteStore) -> StoreResult<()> {
+    // A schema a newer build made: this one would misread it (and any
+    // command migrates), so it stops, as the PostgreSQL store does.
+    let applied: i64 = store
+        .write(|conn| conn.query_row("PRAGMA user_version", [], |row| row.get(0)))
+        .await?;
+    if usize::try_from(applied).is_ok_and(|n| n > MIGRATIONS.len()) {
+        return Err(StoreError::Corrupt(format!(
+            "the database's schema is at version {applied}, newer than this build's {}: \
+             run the latchkey that made it",
+            MIGRATIONS.len()
+        )));
+    }
     store
         .write(|conn| {
             let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;

@@ -114,4 +114,23 @@ mod sqlite {
             assert!(!left_the_worker(store.user_by_key("alice")).await);
         });
     }
+
+    #[tokio::test]
+    async fn a_schema_newer_than_this_build_is_refused() {
+        let (store, dir) = super::fresh().await;
+        drop(store);
+        let path = dir.path().join("latchkey.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        drop(conn);
+        let url = format!("sqlite://{}", path.display());
+        let store = SqliteStore::connect(&url, &SqliteSettings::default())
+            .await
+            .unwrap();
+        let err = store.migrate().await.unwrap_err();
+        assert!(
+            matches!(err, latchkey_core::store::StoreError::Corrupt(ref m) if m.contains("999")),
+            "{err:?}"
+        );
+    }
 }
