@@ -551,8 +551,10 @@ async fn the_servers_retry_is_honoured() {
         s.server.state().last_event_ids.len() == 2
     ));
     let waited = dropped.elapsed();
+    // At least the server's 1.5 s, at most half again for jitter; the
+    // upper bound leaves room for a loaded machine.
     assert!(waited >= Duration::from_millis(1500), "{waited:?}");
-    assert!(waited < Duration::from_millis(2600), "{waited:?}");
+    assert!(waited < Duration::from_millis(4000), "{waited:?}");
 }
 
 #[tokio::test]
