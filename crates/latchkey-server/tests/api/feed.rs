@@ -81,11 +81,7 @@ async fn snapshot_then_ready_then_live_events_and_resume() {
     let client = ("api", secret.as_str());
     let first = app.user_and_login("alice").await;
     let second = app.login("alice").await;
-    app.post("/v1/auth/logout")
-        .bearer_auth(&first.access)
-        .send()
-        .await
-        .unwrap();
+    app.logout(&first.access).await;
 
     let mut feed = FeedReader::open(&app.url, client, None).await;
     let snapshot = feed.until_ready().await;
@@ -99,11 +95,7 @@ async fn snapshot_then_ready_then_live_events_and_resume() {
     );
     let first_cursor = id.clone().unwrap();
 
-    app.post("/v1/auth/logout")
-        .bearer_auth(&second.access)
-        .send()
-        .await
-        .unwrap();
+    app.logout(&second.access).await;
     let (name, id, data) = feed.event(SOON).await.expect("a live event");
     assert_eq!(name, "revoked");
     assert_eq!(data["sid"], second.session_id.as_str());
@@ -174,11 +166,7 @@ async fn every_way_a_session_dies_is_one_event() {
 
     // Logout.
     let a = app.user_and_login("alice").await;
-    app.post("/v1/auth/logout")
-        .bearer_auth(&a.access)
-        .send()
-        .await
-        .unwrap();
+    app.logout(&a.access).await;
     expect(
         take(&mut feed, 1).await,
         vec![a.session_id.as_str()],
@@ -304,11 +292,7 @@ async fn every_way_a_session_dies_is_one_event() {
 async fn revocations_are_pruned_after_their_window() {
     let app = TestApp::spawn().await;
     let a = app.user_and_login("alice").await;
-    app.post("/v1/auth/logout")
-        .bearer_auth(&a.access)
-        .send()
-        .await
-        .unwrap();
+    app.logout(&a.access).await;
     let store = app.service.store().clone();
     let all = || {
         let store = store.clone();
@@ -401,11 +385,7 @@ async fn a_verifier_catches_up_from_its_cursor_after_latchkey_restarts() {
     }
 
     // Live: a logout is refused by the verifier within a second.
-    app.post("/v1/auth/logout")
-        .bearer_auth(&a.access)
-        .send()
-        .await
-        .unwrap();
+    app.logout(&a.access).await;
     let started = std::time::Instant::now();
     while !is_revoked(&verifier, &a.access).await {
         assert!(

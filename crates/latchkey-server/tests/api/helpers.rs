@@ -202,6 +202,17 @@ impl TestApp {
         pair_of(r).await
     }
 
+    /// Logs out with the access token; the logout must succeed.
+    pub async fn logout(&self, access: &str) {
+        let r = self
+            .post("/v1/auth/logout")
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "logout: {}", r.status());
+    }
+
     pub async fn me(&self, access: &str) -> Response {
         self.get("/v1/me").bearer_auth(access).send().await.unwrap()
     }

@@ -373,16 +373,6 @@ async fn two_nodes_and_sessions(db: &Database) -> (Vec<TestApp>, String, Vec<Pai
     (cluster, secret, sessions)
 }
 
-async fn logout(node: &TestApp, pair: &Pair) {
-    let r = node
-        .post("/v1/auth/logout")
-        .bearer_auth(&pair.access)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-}
-
 /// Prints p50 and p99 of `latencies`, and checks p99 is under a second.
 fn report_latencies(what: &str, mut latencies: Vec<Duration>) {
     latencies.sort();
@@ -402,7 +392,7 @@ async fn a_logout_on_one_node_reaches_the_feed_of_another_within_a_second() {
     let mut latencies = Vec::new();
     for pair in &sessions {
         let started = Instant::now();
-        logout(a, pair).await;
+        a.logout(&pair.access).await;
         let (name, _, data) = feed
             .event(Duration::from_secs(1))
             .await
@@ -427,7 +417,7 @@ async fn a_verifier_subscribed_to_one_node_refuses_a_logout_on_another_within_a_
     for pair in &sessions {
         verifier.verify(&pair.access).await.unwrap();
         let started = Instant::now();
-        logout(a, pair).await;
+        a.logout(&pair.access).await;
         while !crate::feed::is_revoked(&verifier, &pair.access).await {
             assert!(
                 started.elapsed() < Duration::from_secs(1),
@@ -458,7 +448,7 @@ async fn a_small_pool_serves_every_kind_of_operation() {
     let work = pairs.iter().map(|pair| async move {
         let next = node.refresh(&pair.refresh).await;
         assert_eq!(node.me(&next.access).await.status(), StatusCode::OK);
-        logout(node, &next).await;
+        node.logout(&next.access).await;
     });
     tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(work))
         .await
