@@ -196,6 +196,10 @@ pub struct Pruned {
     pub audit_rows: u64,
     pub keys: u64,
     pub revocations: u64,
+    /// The longest any one batch held the store (the writer, on SQLite).
+    pub longest_batch: std::time::Duration,
+    /// The whole prune, pauses between batches included.
+    pub took: std::time::Duration,
 }
 
 /// Which sessions are dead: revoked, absolutely expired

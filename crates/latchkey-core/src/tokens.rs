@@ -1,8 +1,7 @@
 //! Access tokens: RFC 9068 JWTs, signed with the ring's signing key and
 //! verified with the algorithm pinned from the key named by `kid`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use base64::Engine;
@@ -104,14 +103,23 @@ pub fn verify(
 
 /// Access tokens whose signature and claims already checked out, by the
 /// SHA-256 of the whole token, so a token used on every request is verified
-/// once. Bounded: when full it starts over. Entries are never trusted past
-/// their `exp`, and the session is still checked against the store.
-#[derive(Default)]
+/// once. Bounded, with room for one token of each session of a large app's
+/// live set (past it the least useful entries go, S3-FIFO). Entries are
+/// never trusted past their `exp`, and the session is still checked against
+/// the store.
 pub struct VerifiedTokens {
-    entries: Mutex<HashMap<[u8; 32], AccessClaims>>,
+    entries: quick_cache::sync::Cache<[u8; 32], AccessClaims>,
 }
 
-const VERIFIED_TOKENS_MAX: usize = 16_384;
+const VERIFIED_TOKENS_MAX: usize = 262_144;
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(VERIFIED_TOKENS_MAX),
+        }
+    }
+}
 
 impl VerifiedTokens {
     pub fn key(token: &str) -> [u8; 32] {
@@ -122,26 +130,17 @@ impl VerifiedTokens {
     }
 
     pub fn get(&self, key: &[u8; 32], now_s: i64) -> Option<AccessClaims> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
+        self.entries
             .get(key)
             .filter(|c| c.exp > now_s && c.nbf - CLOCK_SKEW.as_secs() as i64 <= now_s)
-            .cloned()
     }
 
     pub fn insert(&self, key: [u8; 32], claims: AccessClaims) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= VERIFIED_TOKENS_MAX {
-            entries.clear();
-        }
-        entries.insert(key, claims);
+        self.entries.insert(key, claims);
     }
 
     pub fn clear(&self) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.entries.clear();
     }
 }
 
@@ -324,10 +323,10 @@ mod tests {
             "another node's clock a little behind"
         );
         assert_eq!(cache.get(&key, c.nbf - 61), None, "not yet valid");
-        for i in 0..VERIFIED_TOKENS_MAX {
+        for i in 0..2 * VERIFIED_TOKENS_MAX {
             cache.insert(VerifiedTokens::key(&i.to_string()), c.clone());
         }
-        assert!(cache.entries.lock().unwrap().len() <= VERIFIED_TOKENS_MAX);
+        assert!(cache.entries.len() <= VERIFIED_TOKENS_MAX);
         cache.clear();
         assert_eq!(cache.get(&VerifiedTokens::key("1"), c.iat), None);
     }

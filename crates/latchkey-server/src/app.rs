@@ -185,11 +185,14 @@ impl Application {
             loop {
                 tick.tick().await;
                 match service.prune().await {
-                    Ok(p) => tracing::debug!(
+                    Ok(p) => tracing::info!(
                         sessions = p.sessions,
                         audit_rows = p.audit_rows,
                         login_failures = p.login_failures,
                         keys = p.keys,
+                        revocations = p.revocations,
+                        longest_batch_ms = p.longest_batch.as_millis() as u64,
+                        took_ms = p.took.as_millis() as u64,
                         "pruned"
                     ),
                     Err(e) => tracing::warn!(error = %e, "prune failed"),

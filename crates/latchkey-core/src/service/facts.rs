@@ -5,8 +5,9 @@
 //! expiry, a disabled user) is kept here: the swap checks those in the
 //! store, so a cached session is never trusted past its revocation.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
 
 use time::OffsetDateTime;
 
@@ -14,9 +15,10 @@ use super::UserView;
 use crate::ids::{SessionId, UserId};
 use crate::store::{SessionRecord, UserRecord};
 
-/// Sessions kept at most; past it the cache starts again (a miss costs one
-/// read, as without the cache).
-const MAX_SESSIONS: usize = 65_536;
+/// Sessions kept at most: room for the live set of a large app (each
+/// entry is about 200 bytes). Past it the least useful entries go (S3-FIFO);
+/// a miss costs one read, as without the cache.
+pub(crate) const MAX_SESSIONS: usize = 262_144;
 
 /// A session's immutable parts, and its user's.
 #[derive(Debug)]
@@ -53,35 +55,38 @@ impl SessionFacts {
 }
 
 /// The bounded map of [`SessionFacts`] by session id.
-#[derive(Default)]
 pub(crate) struct FactsCache {
-    sessions: Mutex<HashMap<SessionId, Arc<SessionFacts>>>,
+    sessions: Cache<SessionId, Arc<SessionFacts>>,
+}
+
+impl Default for FactsCache {
+    fn default() -> Self {
+        Self::with_capacity(MAX_SESSIONS)
+    }
 }
 
 impl FactsCache {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<SessionFacts>>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            sessions: Cache::new(capacity),
+        }
     }
 
     pub(crate) fn get(&self, id: &SessionId) -> Option<Arc<SessionFacts>> {
-        self.map().get(id).cloned()
+        self.sessions.get(id)
     }
 
     /// Only genuine sessions come here (opened by a login, or named by a
     /// token whose MAC checked out): no request can fill it with junk.
     pub(crate) fn insert(&self, session: &SessionRecord, user: &UserRecord) {
-        let mut map = self.map();
-        if map.len() >= MAX_SESSIONS && !map.contains_key(&session.id) {
-            map.clear();
-        }
-        map.insert(
+        self.sessions.insert(
             session.id.clone(),
             Arc::new(SessionFacts::of(session, user)),
         );
     }
 
     pub(crate) fn forget(&self, id: &SessionId) {
-        self.map().remove(id);
+        self.sessions.remove(id);
     }
 }
 
@@ -121,21 +126,39 @@ mod tests {
 
     #[test]
     fn the_cache_is_bounded() {
-        let cache = FactsCache::default();
-        for i in 0..MAX_SESSIONS {
+        let capacity = 1_000;
+        let cache = FactsCache::with_capacity(capacity);
+        for i in 0..10 * capacity {
             let (s, u) = records(i);
             cache.insert(&s, &u);
         }
-        assert_eq!(cache.map().len(), MAX_SESSIONS);
-        assert!(cache.get(&SessionId::from("s0")).is_some());
-        let (s, u) = records(MAX_SESSIONS);
+        assert!(cache.sessions.len() <= capacity, "{}", cache.sessions.len());
+        // The newest is kept, and read back whole.
+        let (s, u) = records(10 * capacity);
         cache.insert(&s, &u);
-        assert_eq!(cache.map().len(), 1);
         assert_eq!(
             cache.get(&s.id).map(|f| f.username.clone()).as_deref(),
             Some(u.username.as_str())
         );
         cache.forget(&s.id);
         assert!(cache.get(&s.id).is_none());
+    }
+
+    #[test]
+    fn a_live_set_smaller_than_the_cache_stays_whole() {
+        let capacity = 1_000;
+        let cache = FactsCache::with_capacity(capacity);
+        let live = capacity / 2;
+        // Sessions used in turn, each only after all the others (as a large
+        // app's refreshes come): after the first round, every one is known.
+        for _ in 0..3 {
+            for i in 0..live {
+                let (s, u) = records(i);
+                if cache.get(&s.id).is_none() {
+                    cache.insert(&s, &u);
+                }
+            }
+        }
+        assert!((0..live).all(|i| cache.get(&records(i).0.id).is_some()));
     }
 }

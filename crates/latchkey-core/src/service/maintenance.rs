@@ -1,7 +1,9 @@
 //! What keeps the store from growing without end, and the counts the
 //! metrics show.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::Service;
 use crate::audit::{AuditEvent, AuditRecord};
@@ -34,6 +36,7 @@ impl Service {
     /// their retention and keys no live token can need, a batch at a time
     /// so that no statement holds the store for long.
     pub async fn prune(&self) -> Result<Pruned, ServiceError> {
+        let started = Instant::now();
         let now = self.now();
         let mut pruned = Pruned::default();
         let dead = DeadSessions {
@@ -42,10 +45,12 @@ impl Service {
         };
         let mut after: Option<String> = None;
         loop {
-            let batch = self
-                .store
-                .prune_sessions(dead, after.as_deref(), PRUNE_BATCH)
-                .await?;
+            let batch = timed(
+                &mut pruned,
+                self.store
+                    .prune_sessions(dead, after.as_deref(), PRUNE_BATCH),
+            )
+            .await?;
             pruned.sessions += batch.deleted;
             match batch.next {
                 Some(next) => after = Some(next),
@@ -55,10 +60,12 @@ impl Service {
         }
         let failures_before = now - self.policy.login_window;
         loop {
-            let n = self
-                .store
-                .prune_login_failures(failures_before, PRUNE_BATCH)
-                .await?;
+            let n = timed(
+                &mut pruned,
+                self.store
+                    .prune_login_failures(failures_before, PRUNE_BATCH),
+            )
+            .await?;
             pruned.login_failures += n;
             if n < u64::from(PRUNE_BATCH) {
                 break;
@@ -66,7 +73,11 @@ impl Service {
         }
         let audit_before = now - self.policy.audit_retention;
         loop {
-            let n = self.store.prune_audit(audit_before, PRUNE_BATCH).await?;
+            let n = timed(
+                &mut pruned,
+                self.store.prune_audit(audit_before, PRUNE_BATCH),
+            )
+            .await?;
             pruned.audit_rows += n;
             if n < u64::from(PRUNE_BATCH) {
                 break;
@@ -83,6 +94,15 @@ impl Service {
             )
             .await;
         }
+        pruned.took = started.elapsed();
         Ok(pruned)
     }
+}
+
+/// Runs one batch, keeping the longest time a batch took.
+async fn timed<T>(pruned: &mut Pruned, batch: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = batch.await;
+    pruned.longest_batch = pruned.longest_batch.max(started.elapsed());
+    out
 }
