@@ -40,6 +40,11 @@ pub struct SqliteSettings {
     pub busy_timeout: Duration,
     /// Most write operations committed in one transaction.
     pub max_batch: usize,
+    /// The writer's page cache, in KiB. Readers lose theirs whenever
+    /// anything is written (WAL), so only the writer's is worth sizing: it
+    /// keeps the B-trees' inner pages of a large store, and a refresh's
+    /// compare-and-swap then reads only leaves.
+    pub writer_cache_kib: u32,
 }
 
 impl Default for SqliteSettings {
@@ -49,6 +54,7 @@ impl Default for SqliteSettings {
             max_idle_readers: 8,
             busy_timeout: Duration::from_secs(5),
             max_batch: 256,
+            writer_cache_kib: 64 * 1024,
         }
     }
 }
@@ -183,6 +189,9 @@ impl SqliteStore {
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
             .map_err(store_error)?;
         configure(&writer, settings).map_err(store_error)?;
+        writer
+            .pragma_update(None, "cache_size", -i64::from(settings.writer_cache_kib))
+            .map_err(store_error)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let secret_file = path.as_ref().map(|p| {
             let mut name = p.as_os_str().to_owned();
