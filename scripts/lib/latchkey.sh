@@ -145,7 +145,8 @@ engine_name() {
 
 # The master key of the PostgreSQL servers: from it comes the refresh-token
 # secret, so every start of this run shares it. (SQLite keeps its secret in
-# the file beside the database.)
+# the file beside the database.) A caller that empties it gets the secret
+# PostgreSQL keeps in the database.
 MASTER_KEY="$(head -c 32 /dev/urandom | base64)"
 SERVER_STARTS=0
 
@@ -161,7 +162,9 @@ start_server() {
         "LATCHKEY_ISSUER=http://127.0.0.1:$port"
         "LATCHKEY_COOKIE_SECURE=false"
     )
-    if [ "$engine" = pg ]; then settings+=("LATCHKEY_MASTER_KEY=$MASTER_KEY"); fi
+    if [ "$engine" = pg ] && [ -n "$MASTER_KEY" ]; then
+        settings+=("LATCHKEY_MASTER_KEY=$MASTER_KEY")
+    fi
     SERVER_STARTS=$((SERVER_STARTS + 1))
     out="$WORK/server-$SERVER_STARTS.out"
     : >"$out"

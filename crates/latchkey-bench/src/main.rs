@@ -17,6 +17,7 @@ mod load;
 mod mix;
 mod pgbench;
 mod report;
+mod scale;
 mod server;
 mod soak;
 mod target;
@@ -72,6 +73,10 @@ enum Command {
     /// drives: load (and kill), check (after the restart), report.
     #[command(subcommand)]
     Kill9(kill9::Kill9Command),
+    /// The scale benchmark: fill a store with millions of sessions, drive
+    /// refresh and `/v1/me` over a large live set of them.
+    #[command(subcommand)]
+    Scale(scale::ScaleCommand),
 }
 
 #[derive(Args)]
@@ -214,6 +219,27 @@ fn main() -> Result<ExitCode> {
         Command::Soak(args) => single_threaded()?.block_on(soak::run(args)),
         Command::Abuse(args) => single_threaded()?.block_on(abuse::run(args)),
         Command::Kill9(command) => single_threaded()?.block_on(kill9::run(command)),
+        Command::Scale(command) => {
+            let runtime = single_threaded()?;
+            match command {
+                scale::ScaleCommand::Fill(args) => runtime.block_on(scale::fill(args)),
+                scale::ScaleCommand::Expire(args) => runtime.block_on(scale::expire(args)),
+                scale::ScaleCommand::Run(args) => runtime.block_on(scale::run(args)),
+                scale::ScaleCommand::Report { files } => {
+                    let mut text = String::new();
+                    for f in files {
+                        text.push_str(
+                            &std::fs::read_to_string(&f)
+                                .with_context(|| format!("reading {}", f.display()))?,
+                        );
+                        text.push('\n');
+                    }
+                    print!("{}", scale::markdown(&text)?);
+                    Ok(())
+                }
+            }
+            .map(|()| true)
+        }
     }?;
     Ok(if passed {
         ExitCode::SUCCESS
