@@ -97,7 +97,7 @@ wait_pruned() {
         fi
         sleep 0.5
     done
-    grep -m1 ' pruned' "$err"
+    grep -m1 ' pruned' "$err" | sed 's/\x1b\[[0-9;]*m//g'
 }
 
 # field NAME LINE: the value of NAME=... in a log line.
