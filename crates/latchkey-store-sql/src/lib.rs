@@ -23,6 +23,10 @@ use latchkey_core::store::{
 use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
 
+mod mail;
+
+pub use mail::{email_of, mail_token_of, outbox_of};
+
 /// An instant as the stores keep it: milliseconds since the Unix epoch.
 pub fn ms(t: OffsetDateTime) -> i64 {
     unix_millis(t)

@@ -1,0 +1,76 @@
+//! Rows of the email and mail tables (migration 0006): users' addresses,
+//! mailed tokens and the outbox.
+
+use latchkey_core::mail::{EmailRecord, MailTokenRecord, OutboxMail, TokenPurpose};
+use latchkey_core::UserId;
+
+use crate::{Columns, Cursor};
+
+/// The columns [`email_of`] reads, from `user_emails`.
+#[macro_export]
+macro_rules! email_cols {
+    () => {
+        "email, email_key, verified_at"
+    };
+}
+
+/// The columns [`mail_token_of`] reads, from `mail_tokens`.
+#[macro_export]
+macro_rules! mail_token_cols {
+    () => {
+        "hash, user_id, purpose, email, password_version, created_at, expires_at, spent_at"
+    };
+}
+
+/// The columns [`outbox_of`] reads, from `mail_outbox`.
+#[macro_export]
+macro_rules! outbox_cols {
+    () => {
+        "id, recipient, subject, text_body, html_body, created_at, attempts"
+    };
+}
+
+pub fn email_of<S, C: Columns<S>>(row: &C) -> Result<EmailRecord, C::Error> {
+    let mut col = Cursor::at(row, 0);
+    Ok(EmailRecord {
+        email: col.text()?,
+        email_key: col.text()?,
+        verified_at: col.opt_time()?,
+    })
+}
+
+pub fn mail_token_of<S, C: Columns<S>>(row: &C) -> Result<MailTokenRecord, C::Error> {
+    let mut col = Cursor::at(row, 0);
+    let hash = col.bytes()?;
+    let user_id = UserId::from(col.text()?);
+    let at = col.take();
+    let purpose = row.text(at)?;
+    let purpose = TokenPurpose::from_column(&purpose)
+        .ok_or_else(|| row.corrupt(at, "purpose", format!("unknown purpose {purpose}")))?;
+    Ok(MailTokenRecord {
+        hash,
+        user_id,
+        purpose,
+        email: col.text()?,
+        password_version: col.counter("password_version")?,
+        created_at: col.time()?,
+        expires_at: col.time()?,
+        spent_at: col.opt_time()?,
+    })
+}
+
+pub fn outbox_of<S, C: Columns<S>>(row: &C) -> Result<OutboxMail, C::Error> {
+    let mut col = Cursor::at(row, 0);
+    Ok(OutboxMail {
+        id: col.text()?,
+        recipient: col.text()?,
+        subject: col.text()?,
+        text_body: col.text()?,
+        html_body: col.text()?,
+        created_at: col.time()?,
+        attempts: {
+            let n = col.counter("attempts")?;
+            u32::try_from(n).unwrap_or(u32::MAX)
+        },
+    })
+}
