@@ -73,15 +73,18 @@ async fn an_address_given_at_registration_is_verified_by_its_mailed_token() {
     let me = me_json(&app, &pair.access).await;
     assert_eq!(me["email"], "Alice@Example.COM");
     assert_eq!(me["email_verified"], false);
-    let mail = sink
-        .wait_for("Alice@Example.COM", 1, SOON)
-        .await
-        .remove(0);
-    assert_eq!(mail.header("Subject").unwrap(), "Confirm your email address");
+    let mail = sink.wait_for("Alice@Example.COM", 1, SOON).await.remove(0);
+    assert_eq!(
+        mail.header("Subject").unwrap(),
+        "Confirm your email address"
+    );
     assert!(mail.header("From").unwrap().contains("latchkey@localhost"));
     assert_eq!(mail.from, "latchkey@localhost", "the envelope sender");
     let link = mail.link();
-    assert!(link.starts_with(&format!("{}/verify-email?token=", app.url)), "{link}");
+    assert!(
+        link.starts_with(&format!("{}/verify-email?token=", app.url)),
+        "{link}"
+    );
     let token = mail.token();
     assert!(token.len() >= 22, "at least 128 bits: {token}");
     assert!(mail.html().contains(&token));
@@ -144,7 +147,10 @@ async fn changing_the_address_takes_the_password_and_verified_addresses_are_uniq
         StatusCode::NO_CONTENT
     );
     let me = me_json(&app, &pair.access).await;
-    assert_eq!((me["email"].as_str(), me["email_verified"].as_bool()), (Some("shared@EXAMPLE.com"), Some(false)));
+    assert_eq!(
+        (me["email"].as_str(), me["email_verified"].as_bool()),
+        (Some("shared@EXAMPLE.com"), Some(false))
+    );
     let token = sink.wait_for("shared@EXAMPLE.com", 1, SOON).await[0].token();
     let r = app
         .post("/v1/me/email/verify")
@@ -245,7 +251,10 @@ async fn a_reset_end_to_end() {
     .await;
     // Every session revoked, on the feed like a password change's.
     for pair in [&phone, &laptop] {
-        assert_eq!(app.me(&pair.access).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.me(&pair.access).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(
             app.refresh_raw(&pair.refresh).await.status(),
             StatusCode::UNAUTHORIZED
@@ -278,7 +287,10 @@ async fn a_reset_end_to_end() {
         assert!(events.contains(&e.to_owned()), "{e}: {events:?}");
     }
     // The username works as the login too.
-    assert_eq!(ask_reset(&app, "ALICE").await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        ask_reset(&app, "ALICE").await.status(),
+        StatusCode::ACCEPTED
+    );
     sink.wait_for("alice@example.com", 2, SOON).await;
 }
 
@@ -380,7 +392,10 @@ async fn three_reset_mails_an_hour_and_a_limit_per_client_address() {
     let app = mail_app(&sink, &[("login_max_failures", "6")]).await;
     verified_user(&app, "alice", "alice@example.com").await;
     for _ in 0..4 {
-        assert_eq!(ask_reset(&app, "alice").await.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            ask_reset(&app, "alice").await.status(),
+            StatusCode::ACCEPTED
+        );
     }
     sink.wait_for("alice@example.com", 3, SOON).await;
     no_mail(&sink, "alice@example.com", 3).await;
@@ -389,22 +404,37 @@ async fn three_reset_mails_an_hour_and_a_limit_per_client_address() {
         .await
         .contains(&"password_reset_limited".to_owned()));
     assert_eq!(ask_reset(&app, "bob").await.status(), StatusCode::ACCEPTED);
-    assert_eq!(ask_reset(&app, "carol").await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        ask_reset(&app, "carol").await.status(),
+        StatusCode::ACCEPTED
+    );
     // The seventh request from this address in the window.
     let r = ask_reset(&app, "dave").await;
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=900).contains(&retry), "{retry}");
     assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     // An hour on, both limits have passed.
     app.advance(Duration::from_secs(3601));
-    assert_eq!(ask_reset(&app, "alice").await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        ask_reset(&app, "alice").await.status(),
+        StatusCode::ACCEPTED
+    );
     sink.wait_for("alice@example.com", 4, SOON).await;
 }
 
 #[tokio::test]
 async fn without_smtp_the_reset_and_verify_endpoints_do_not_exist() {
     let app = TestApp::spawn().await;
-    assert_error(ask_reset(&app, "alice").await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(
+        ask_reset(&app, "alice").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     assert_error(
         confirm(&app, "token", NEW_PASSWORD).await,
         StatusCode::NOT_FOUND,
@@ -430,7 +460,10 @@ async fn without_smtp_the_reset_and_verify_endpoints_do_not_exist() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(me_json(&app, &pair.access).await["email"], "alice@example.com");
+    assert_eq!(
+        me_json(&app, &pair.access).await["email"],
+        "alice@example.com"
+    );
 }
 
 /// The mail one reset queued, while the sink is down.
@@ -455,9 +488,19 @@ async fn a_mail_waits_out_an_smtp_outage() {
         StatusCode::NO_CONTENT
     );
     no_mail(&sink, "alice@example.com", 1).await;
-    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("latchkey_mails_sent_total 1"), "{metrics}");
-    assert!(!metrics.contains("latchkey_mail_failures_total 0"), "{metrics}");
+    assert!(
+        !metrics.contains("latchkey_mail_failures_total 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
