@@ -42,6 +42,9 @@ pub struct UserRecord {
     pub password_version: u64,
     pub created_at: OffsetDateTime,
     pub disabled_at: Option<OffsetDateTime>,
+    /// The account's address; written by [`Store::set_user_email`] and the
+    /// token that verifies it, read with the user.
+    pub email: Option<EmailRecord>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -96,6 +99,7 @@ impl fmt::Debug for UserRecord {
             .field("password_version", &self.password_version)
             .field("created_at", &self.created_at)
             .field("disabled_at", &self.disabled_at)
+            .field("email", &self.email)
             .finish()
     }
 }
@@ -414,7 +418,6 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_client(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
 
     // Email addresses and the tokens mailed to them (API.md §11).
-    async fn user_email(&self, user_id: &UserId) -> StoreResult<Option<EmailRecord>>;
     /// The user whose *verified* address has this key.
     async fn user_by_verified_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>>;
     /// Sets (or replaces) a user's address and spends every live mailed
@@ -536,6 +539,7 @@ mod tests {
             password_version: 0,
             created_at: at,
             disabled_at: None,
+            email: None,
         };
         let session = SessionRecord {
             id: "s".into(),

@@ -1,12 +1,10 @@
-//! Account recovery: users' email addresses, and the tokens mailed to
-//! them (reset, address check), each used or superseded at most once.
+//! Account recovery: users' email addresses (columns of `users`), and the
+//! tokens mailed to them (reset, address check), each used or superseded at most once.
 
 use latchkey_core::mail::{EmailRecord, MailTokenRecord, OutboxMail, TokenPurpose};
 use latchkey_core::store::{MailLimit, RevokeScope, StoreResult, UserRecord};
 use latchkey_core::UserId;
-use latchkey_store_sql::{
-    email_cols, email_of, mail_token_cols, mail_token_of, ms, opt_ms, user_cols, user_of,
-};
+use latchkey_store_sql::{mail_token_cols, mail_token_of, ms, opt_ms, user_cols, user_of};
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
 
@@ -15,18 +13,6 @@ use crate::row::i64_param;
 use crate::sessions::revoke_in;
 use crate::{revocations, PostgresStore};
 
-pub(crate) async fn email(
-    store: &PostgresStore,
-    user_id: &str,
-) -> StoreResult<Option<EmailRecord>> {
-    const SELECT: &str = concat!(
-        "SELECT ",
-        email_cols!(),
-        " FROM user_emails WHERE user_id = $1"
-    );
-    store.one(SELECT, user_id, email_of).await
-}
-
 pub(crate) async fn user_by_verified_email(
     store: &PostgresStore,
     email_key: &str,
@@ -34,8 +20,7 @@ pub(crate) async fn user_by_verified_email(
     const SELECT: &str = concat!(
         "SELECT ",
         user_cols!(),
-        " FROM user_emails e JOIN users u ON u.id = e.user_id \
-         WHERE e.email_key = $1 AND e.verified_at IS NOT NULL"
+        " FROM users u WHERE u.email_key = $1 AND u.email_verified_at IS NOT NULL"
     );
     store.one(SELECT, email_key, user_of).await
 }
@@ -69,10 +54,7 @@ pub(crate) async fn set_email(
         .bounded(async {
             let mut tx = store.pool.begin().await?;
             sqlx::query(
-                "INSERT INTO user_emails (user_id, email, email_key, verified_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET \
-                 email = excluded.email, email_key = excluded.email_key, \
-                 verified_at = excluded.verified_at",
+                "UPDATE users SET email = $2, email_key = $3, email_verified_at = $4 WHERE id = $1",
             )
             .bind(user_id.as_str())
             .bind(&e.email)
@@ -246,8 +228,8 @@ pub(crate) async fn verify_email(
             // A unique violation (another's verified address) rolls all
             // back: the token stays live.
             let marked = sqlx::query(
-                "UPDATE user_emails SET verified_at = COALESCE(verified_at, $1) \
-                 WHERE user_id = $2 AND email = $3",
+                "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) \
+                 WHERE id = $2 AND email = $3",
             )
             .bind(now)
             .bind(user_id.as_str())

@@ -1,18 +1,10 @@
-//! Rows of the email and mail tables (migration 0006): users' addresses,
-//! mailed tokens and the outbox.
+//! Rows of the mail tables (migration 0006): mailed tokens and the outbox
+//! (users' addresses are read with the user, `user_cols!`).
 
-use latchkey_core::mail::{EmailRecord, MailTokenRecord, OutboxMail, TokenPurpose};
+use latchkey_core::mail::{MailTokenRecord, OutboxMail, TokenPurpose};
 use latchkey_core::UserId;
 
 use crate::{Columns, Cursor};
-
-/// The columns [`email_of`] reads, from `user_emails`.
-#[macro_export]
-macro_rules! email_cols {
-    () => {
-        "email, email_key, verified_at"
-    };
-}
 
 /// The columns [`mail_token_of`] reads, from `mail_tokens`.
 #[macro_export]
@@ -28,15 +20,6 @@ macro_rules! outbox_cols {
     () => {
         "id, recipient, subject, text_body, html_body, created_at, attempts"
     };
-}
-
-pub fn email_of<S, C: Columns<S>>(row: &C) -> Result<EmailRecord, C::Error> {
-    let mut col = Cursor::at(row, 0);
-    Ok(EmailRecord {
-        email: col.text()?,
-        email_key: col.text()?,
-        verified_at: col.opt_time()?,
-    })
 }
 
 pub fn mail_token_of<S, C: Columns<S>>(row: &C) -> Result<MailTokenRecord, C::Error> {

@@ -1,16 +1,14 @@
 -- Account recovery by email (API.md §11). Instants are milliseconds since
 -- the Unix epoch (UTC).
 
--- A user's address: at most one; verified addresses are unique by key
--- (the local part as given, the domain lower-cased).
-CREATE TABLE user_emails (
-    user_id     TEXT PRIMARY KEY NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    email       TEXT NOT NULL,
-    email_key   TEXT NOT NULL,
-    verified_at INTEGER
-);
-CREATE UNIQUE INDEX user_emails_verified ON user_emails (email_key)
-    WHERE verified_at IS NOT NULL;
+-- A user's address, on the user's row (read with it, at no extra cost):
+-- at most one; verified addresses are unique by key (the local part as
+-- given, the domain lower-cased).
+ALTER TABLE users ADD COLUMN email TEXT;
+ALTER TABLE users ADD COLUMN email_key TEXT;
+ALTER TABLE users ADD COLUMN email_verified_at INTEGER;
+CREATE UNIQUE INDEX users_verified_email ON users (email_key)
+    WHERE email_verified_at IS NOT NULL;
 
 -- Mailed tokens (reset, address check): only their SHA-256 is kept.
 CREATE TABLE mail_tokens (

@@ -203,10 +203,6 @@ impl Store for SqliteStore {
         clients::remove(self, id, now).await
     }
 
-    async fn user_email(&self, user_id: &UserId) -> StoreResult<Option<EmailRecord>> {
-        recovery::email(self, user_id.as_str()).await
-    }
-
     async fn user_by_verified_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>> {
         recovery::user_by_verified_email(self, email_key).await
     }

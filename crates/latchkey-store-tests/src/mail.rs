@@ -41,6 +41,10 @@ fn mail(to: &str, made: i64) -> OutboxMail {
 
 const HOUR: i64 = 3600;
 
+async fn email_of(store: &dyn Store, id: &UserId) -> Option<EmailRecord> {
+    store.user_by_id(id).await.unwrap().unwrap().email
+}
+
 fn limit(now: i64, max: u32) -> MailLimit {
     MailLimit {
         since: at(now - HOUR),
@@ -51,14 +55,14 @@ fn limit(now: i64, max: u32) -> MailLimit {
 pub async fn emails_round_trip_and_verified_keys_are_unique(store: Arc<dyn Store>) {
     let alice = add_user(store.as_ref(), "alice", 0).await;
     let bob = add_user(store.as_ref(), "bob", 1).await;
-    assert_eq!(store.user_email(&alice.id).await.unwrap(), None);
+    assert_eq!(email_of(store.as_ref(), &alice.id).await, None);
     let verified = email("Alice@Example.com", Some(at(10)));
     store
         .set_user_email(&alice.id, &verified, at(10))
         .await
         .unwrap();
     assert_eq!(
-        store.user_email(&alice.id).await.unwrap(),
+        email_of(store.as_ref(), &alice.id).await,
         Some(verified.clone())
     );
     // Bob may name the same address, unverified.
@@ -67,13 +71,21 @@ pub async fn emails_round_trip_and_verified_keys_are_unique(store: Arc<dyn Store
         .set_user_email(&bob.id, &claimed, at(11))
         .await
         .unwrap();
-    assert_eq!(store.user_email(&bob.id).await.unwrap(), Some(claimed));
+    assert_eq!(email_of(store.as_ref(), &bob.id).await, Some(claimed));
     // Verified, it conflicts.
     let taken = email("Alice@example.COM", Some(at(12)));
     assert!(matches!(
         store.set_user_email(&bob.id, &taken, at(12)).await,
         Err(StoreError::Conflict(_))
     ));
+    // Read with the user, and with a session's user (one read for /v1/me).
+    let s = add_session(store.as_ref(), &alice.id, 20).await;
+    let joined = store.session_with_user(&s.id).await.unwrap().unwrap();
+    assert_eq!(joined.user.email, Some(verified.clone()));
+    let mut carol = user("carol", 2);
+    carol.email = Some(email("carol@example.com", Some(at(2))));
+    store.create_user(&carol).await.unwrap();
+    assert_eq!(store.user_by_key("carol").await.unwrap(), Some(carol));
     let found = store
         .user_by_verified_email("Alice@example.com")
         .await
@@ -93,7 +105,7 @@ pub async fn emails_round_trip_and_verified_keys_are_unique(store: Arc<dyn Store
         .set_user_email(&alice.id, &other, at(13))
         .await
         .unwrap();
-    assert_eq!(store.user_email(&alice.id).await.unwrap(), Some(other));
+    assert_eq!(email_of(store.as_ref(), &alice.id).await, Some(other));
     assert_eq!(
         store
             .user_by_verified_email("Alice@example.com")
@@ -281,10 +293,8 @@ pub async fn a_check_token_verifies_its_own_address_of_its_own_user(store: Arc<d
         .await
         .unwrap());
     assert_eq!(
-        store
-            .user_email(&alice.id)
+        email_of(store.as_ref(), &alice.id)
             .await
-            .unwrap()
             .unwrap()
             .verified_at,
         Some(at(15))

@@ -5,17 +5,11 @@
 use super::{Authenticated, RequestContext, Service};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::error::ServiceError;
-use crate::ids::UserId;
 use crate::mail::{token_hash, EmailAddress, EmailRecord, TokenPurpose};
 use crate::store::{StoreError, UserRecord};
 use crate::validate::{LoginPassword, Username};
 
 impl Service {
-    /// The user's address, if any (`GET /v1/me`).
-    pub async fn email_of(&self, user_id: &UserId) -> Result<Option<EmailRecord>, ServiceError> {
-        Ok(self.store.user_email(user_id).await?)
-    }
-
     /// Stores an unverified address and, with mail configured, mails it a
     /// token to check it. A failure to queue the mail is logged, not
     /// answered: the address is set, and asking again sends another.
@@ -89,10 +83,9 @@ impl Service {
             return Err(ServiceError::WrongCurrentPassword);
         }
         self.store.clear_login_failures(&rate_key).await?;
-        let unchanged = self
-            .store
-            .user_email(&user.id)
-            .await?
+        let unchanged = user
+            .email
+            .as_ref()
             .is_some_and(|e| e.email == address.as_str() && e.verified_at.is_some());
         if unchanged {
             return Ok(());
@@ -161,8 +154,9 @@ impl Service {
             .await;
         }
         self.store
-            .user_email(&user.id)
+            .user_by_id(&user.id)
             .await?
+            .and_then(|u| u.email)
             .ok_or_else(|| ServiceError::Internal("the address just set is gone".into()))
     }
 }

@@ -75,6 +75,8 @@ pub struct Authenticated {
     pub claims: AccessClaims,
     pub user: UserView,
     pub session: SessionView,
+    /// The user's address, read with the session at no extra cost.
+    pub email: Option<crate::mail::EmailRecord>,
 }
 
 /// The scope that lets a third-party client's token manage the account.

@@ -211,12 +211,7 @@ impl Service {
             return Ok(());
         }
         // Reset mails go only to a verified address.
-        let Some(email) = self
-            .store
-            .user_email(&user.id)
-            .await?
-            .filter(|e| e.verified_at.is_some())
-        else {
+        let Some(email) = user.email.clone().filter(|e| e.verified_at.is_some()) else {
             return Ok(());
         };
         let queued = self

@@ -67,6 +67,7 @@ impl Service {
             password_version: 0,
             created_at: self.now(),
             disabled_at: None,
+            email: None,
         };
         match self.store.create_user(&user).await {
             Err(StoreError::Conflict(_)) => Err(ServiceError::UsernameTaken),
