@@ -6,6 +6,9 @@
 #
 #   scripts/demo.sh                     # http://127.0.0.1:3000
 #   DEMO_PORT=4000 scripts/demo.sh
+#   DEMO_SMTP_URL=smtp://127.0.0.1:1025 scripts/demo.sh   # "forgot password"
+#                                       # and address checks mail through
+#                                       # that server (e.g. a local mailpit)
 #
 # Local development over plain HTTP on loopback: cookies without `Secure`.
 set -euo pipefail
@@ -52,6 +55,7 @@ listening_url() {
   --access-ttl 5m \
   --allowed-origins "$demo_origin" \
   --cookie-secure false \
+  ${DEMO_SMTP_URL:+--smtp-url "$DEMO_SMTP_URL"} \
   >"$tmp/latchkey.out" 2>"$tmp/latchkey.out.err" &
 latchkey_pid=$!
 latchkey_url="$(listening_url "$tmp/latchkey.out" "$latchkey_pid")"

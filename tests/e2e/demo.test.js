@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  ACCESS_TTL_MS, artifacts, like, likeCount, logIn, loginShown, openLoggedIn, setVisible, sleep, useStack,
-  watchRefreshes,
+  ACCESS_TTL_MS, artifacts, like, likeCount, logIn, loginShown, mailedLink, openLoggedIn, setVisible, sleep,
+  useStack, watchRefreshes,
 } from './harness.js';
 
 const stack = useStack();
@@ -202,5 +202,63 @@ test('log out in tab A: tab B\'s still-unexpired access token is refused by the 
     assert.ok(Date.now() / 1000 < exp, 'while the token had not expired yet');
   } finally {
     await context.close();
+  }
+});
+
+test('an address checked by its mailed link, then "forgot password" followed from the mail', async () => {
+  const context = await stack.browser.newContext();
+  const other = await stack.browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(stack.demoUrl);
+    await page.waitForSelector('#login-form', { state: 'visible' });
+    await page.click('#show-register');
+    await page.fill('#new-username', 'mallory');
+    await page.fill('#new-password', 'first passphrase');
+    await page.fill('#new-email', 'mallory@example.com');
+    await page.click('#register-button');
+    await page.waitForSelector('#feed article.post', { state: 'visible' });
+    await page.waitForFunction(() => /not verified/.test(document.querySelector('#email-status').textContent));
+    // The check mail's link opens the demo; its button spends the token.
+    const check = mailedLink(await stack.mail.waitFor('mallory@example.com', 1));
+    assert.ok(check.startsWith(`${stack.demoUrl}/verify-email?token=`), check);
+    await page.goto(check);
+    await page.waitForSelector('#verify-button', { state: 'visible' });
+    await page.click('#verify-button');
+    await page.waitForSelector('#email-status[data-verified="true"]');
+    // Another device stays logged in until the reset.
+    const phone = await other.newPage();
+    await logIn(phone, stack.demoUrl, 'mallory', 'first passphrase');
+    await page.click('#logout-button');
+    await page.waitForSelector('#login-form', { state: 'visible' });
+    await page.click('#show-forgot');
+    await page.fill('#forgot-login', 'mallory@example.com');
+    await page.click('#forgot-button');
+    await page.waitForFunction(() => /on its way/.test(document.querySelector('#forgot-notice').textContent));
+    const reset = mailedLink(await stack.mail.waitFor('mallory@example.com', 2));
+    assert.ok(reset.startsWith(`${stack.demoUrl}/reset-password?token=`), reset);
+    // Opening the link (as a mail scanner would) spends nothing: the page
+    // then sets the password with it.
+    const scanner = await context.newPage();
+    await scanner.goto(reset);
+    await scanner.close();
+    await page.goto(reset);
+    await page.waitForSelector('#reset-form', { state: 'visible' });
+    assert.equal(new URL(page.url()).search, '', 'the token left the address bar');
+    await page.fill('#reset-password', 'second passphrase');
+    await page.click('#reset-button');
+    await page.waitForFunction(() => /password is changed/.test(document.querySelector('#login-error').textContent));
+    await page.screenshot({ path: join(artifacts, 'reset-done.png'), fullPage: true });
+    await page.fill('#username', 'mallory');
+    await page.fill('#password', 'first passphrase');
+    await page.click('#login-button');
+    await page.waitForFunction(() => /Wrong username or password/.test(document.querySelector('#login-error').textContent));
+    await logIn(page, stack.demoUrl, 'mallory', 'second passphrase');
+    // The other device's session was revoked with the reset.
+    const answer = await phone.evaluate(async () => (await fetch('/v1/sessions', { credentials: 'same-origin' })).status);
+    assert.equal(answer, 401);
+  } finally {
+    await context.close();
+    await other.close();
   }
 });

@@ -1,8 +1,8 @@
 // What the real-browser test files share: latchkey (access tokens of 5 s,
-// grace window 10 s, login limit 2 failures, SQLite in a temp dir) and the
-// demo (verifier leeway 0 s, subscribed to the revocation feed) on free
-// loopback ports, headless Chromium, and page helpers. Each test file starts
-// its own.
+// grace window 10 s, login limit 2 failures, SQLite in a temp dir, mail to
+// a small SMTP sink of this file) and the demo (verifier leeway 0 s,
+// subscribed to the revocation feed) on free loopback ports, headless
+// Chromium, and page helpers. Each test file starts its own.
 //
 // The binaries are taken from $LATCHKEY_BIN_DIR (default: target/debug of
 // the repository; build them with `cargo build -p latchkey-server -p
@@ -75,11 +75,88 @@ function start(children, name, bin, args, env = {}) {
 export const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 /**
+ * An SMTP server just big enough for latchkey's mails (EHLO, MAIL, RCPT,
+ * DATA, RSET, NOOP, QUIT; no STARTTLS offered): it keeps what it receives.
+ */
+export function smtpSink() {
+  const mails = [];
+  const waiters = new Set();
+  const server = createServer((socket) => {
+    socket.setEncoding('utf8');
+    let buffer = '';
+    let data = null;
+    let to = [];
+    const reply = (line) => socket.write(`${line}\r\n`);
+    reply('220 sink.test ESMTP');
+    socket.on('data', (chunk) => {
+      buffer += chunk;
+      let end;
+      while ((end = buffer.indexOf('\r\n')) >= 0) {
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (data !== null) {
+          if (line === '.') {
+            mails.push({ to, data: data.join('\r\n') });
+            to = [];
+            data = null;
+            reply('250 OK queued');
+            for (const wake of waiters) wake();
+          } else {
+            data.push(line.startsWith('.') ? line.slice(1) : line);
+          }
+          continue;
+        }
+        const verb = line.split(' ')[0].toUpperCase();
+        if (verb === 'EHLO') reply('250-sink.test\r\n250 8BITMIME');
+        else if (verb === 'HELO') reply('250 sink.test');
+        else if (verb === 'MAIL') { to = []; reply('250 OK'); }
+        else if (verb === 'RCPT') { to.push(/<([^>]*)>/.exec(line)?.[1] || ''); reply('250 OK'); }
+        else if (verb === 'DATA') { data = []; reply('354 go ahead'); }
+        else if (verb === 'RSET' || verb === 'NOOP') reply('250 OK');
+        else if (verb === 'QUIT') { reply('221 bye'); socket.end(); }
+        else reply('502 not implemented');
+      }
+    });
+    socket.on('error', () => {});
+  });
+  return {
+    listen: () => new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server.address().port))),
+    close: () => new Promise((ok) => server.close(ok)),
+    /** Resolves with the `n`-th mail to `address` (1 = the first). */
+    async waitFor(address, n = 1, within = 15000) {
+      const deadline = Date.now() + within;
+      for (;;) {
+        const got = mails.filter((m) => m.to.includes(address));
+        if (got.length >= n) return got[n - 1];
+        if (Date.now() > deadline) throw new Error(`no mail ${n} to ${address}`);
+        await new Promise((ok) => { waiters.add(ok); setTimeout(ok, 200); });
+      }
+    },
+  };
+}
+
+/** The first link with a token in a mail's plain-text part. */
+export function mailedLink(mail) {
+  let text = mail.data;
+  const part = /Content-Type: text\/plain[\s\S]*?\r\n\r\n([\s\S]*?)\r\n--/.exec(text);
+  if (part) text = part[1];
+  const head = /Content-Type: text\/plain[\s\S]*?\r\n\r\n/.exec(mail.data)?.[0] || '';
+  if (/quoted-printable/i.test(head)) {
+    text = text.replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+  } else if (/base64/i.test(head)) {
+    text = Buffer.from(text.replace(/\s+/g, ''), 'base64').toString('utf8');
+  }
+  const link = /https?:\/\/\S*token=[A-Za-z0-9_-]+/.exec(text);
+  if (!link) throw new Error(`no link in ${text}`);
+  return link[0];
+}
+
+/**
  * Registers the before and after hooks of a test file; the returned object
  * holds `browser`, `demoUrl` and `latchkeyUrl` once `before` has run.
  */
 export function useStack() {
-  const stack = { browser: null, demoUrl: null, latchkeyUrl: null };
+  const stack = { browser: null, demoUrl: null, latchkeyUrl: null, mail: smtpSink() };
   const children = [];
   let tmp;
   before(async () => {
@@ -88,6 +165,7 @@ export function useStack() {
     const databaseUrl = `sqlite://${join(tmp, 'latchkey.db')}`;
     const demoPort = await freePort();
     const demoOrigin = `http://127.0.0.1:${demoPort}`;
+    const smtpPort = await stack.mail.listen();
     stack.latchkeyUrl = await start(children, 'latchkey', latchkeyBin, [
       'serve',
       '--listen', '127.0.0.1:0',
@@ -97,6 +175,8 @@ export function useStack() {
       '--login-max-failures', String(LOGIN_MAX_FAILURES),
       '--allowed-origins', demoOrigin,
       '--cookie-secure', 'false',
+      // Mailed links open the demo's pages (the first allowed origin).
+      '--smtp-url', `smtp://127.0.0.1:${smtpPort}`,
     ]);
     const added = spawnSync(latchkeyBin, ['user', 'add', USERNAME, '--database-url', databaseUrl], {
       input: `${PASSWORD}\n`,
@@ -137,6 +217,7 @@ export function useStack() {
       ? new Promise((ok) => { child.once('exit', ok); setTimeout(ok, 5000); })
       : null)));
     if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await stack.mail.close();
   });
   return stack;
 }

@@ -34,6 +34,14 @@ pub enum AuditEvent {
     KeyDeleted,
     /// An OAuth client removed, and its sessions revoked.
     ClientRemoved,
+    /// A reset mail queued for a user.
+    PasswordResetRequested,
+    /// A reset asked for while the user's hourly allowance of mails was spent.
+    PasswordResetLimited,
+    /// A password set with a mailed reset token; every session revoked.
+    PasswordResetCompleted,
+    EmailChanged,
+    EmailVerified,
 }
 
 impl AuditEvent {
@@ -59,6 +67,11 @@ impl AuditEvent {
             Self::KeyRetired => "key_retired",
             Self::KeyDeleted => "key_deleted",
             Self::ClientRemoved => "client_removed",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordResetLimited => "password_reset_limited",
+            Self::PasswordResetCompleted => "password_reset_completed",
+            Self::EmailChanged => "email_changed",
+            Self::EmailVerified => "email_verified",
         }
     }
 }

@@ -50,6 +50,13 @@ pub enum ServiceError {
     /// OAuth: a grant that does not hold (wrong password, bad refresh token).
     #[error("{0}")]
     InvalidGrant(&'static str),
+    /// A mailed token (reset or address check) that is unknown, spent,
+    /// superseded or expired.
+    #[error("the token is invalid, used or expired: ask for a new one")]
+    InvalidMailToken,
+    /// The address is verified on another account.
+    #[error("this email address is taken")]
+    EmailTaken,
     /// RFC 6750: the token is good but lacks this scope.
     #[error("this needs a token of the web client, or one with the {0} scope")]
     InsufficientScope(&'static str),

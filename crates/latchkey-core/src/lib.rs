@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod mail;
 pub mod password;
 pub mod policy;
 pub mod refresh;

@@ -1,8 +1,21 @@
 //! The settings that shape the rules (lifetimes, windows, algorithm).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::keys::SigningAlg;
+use crate::mail::Templates;
+
+/// What the service needs to write mails (API.md §11); `None` in
+/// [`Policy::mail`] without `smtp_url`.
+#[derive(Debug, Clone)]
+pub struct MailPolicy {
+    /// The app's page a reset link opens (`?token=` is appended).
+    pub password_reset_url: String,
+    /// The app's page an address check opens.
+    pub email_verify_url: String,
+    pub templates: Arc<Templates>,
+}
 
 /// Everything the service needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -24,6 +37,8 @@ pub struct Policy {
     pub password_queue: usize,
     /// How long audit rows are kept before the prune job removes them.
     pub audit_retention: Duration,
+    /// Mail is configured: the reset and address-check endpoints exist.
+    pub mail: Option<MailPolicy>,
 }
 
 /// How often a running server reloads keys from the store.
@@ -51,6 +66,7 @@ impl Default for Policy {
             jwks_max_age: Duration::from_secs(5 * 60),
             password_queue: 32,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            mail: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
 use crate::ids::{SessionId, UserId};
+use crate::mail::{EmailRecord, MailTokenRecord, OutboxMail};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,9 @@ pub struct UserRecord {
     pub password_version: u64,
     pub created_at: OffsetDateTime,
     pub disabled_at: Option<OffsetDateTime>,
+    /// The account's address; written by [`Store::set_user_email`] and the
+    /// token that verifies it, read with the user.
+    pub email: Option<EmailRecord>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -95,6 +99,7 @@ impl fmt::Debug for UserRecord {
             .field("password_version", &self.password_version)
             .field("created_at", &self.created_at)
             .field("disabled_at", &self.disabled_at)
+            .field("email", &self.email)
             .finish()
     }
 }
@@ -253,6 +258,26 @@ impl Revoked {
     }
 }
 
+/// How many tokens of one purpose a user may be mailed in a window.
+#[derive(Debug, Clone, Copy)]
+pub struct MailLimit {
+    /// Tokens made after this count.
+    pub since: OffsetDateTime,
+    pub max: u32,
+}
+
+/// What the outbox's sender asks for: up to `limit` mails due at `now`,
+/// each leased to it until `lease_until` (another node takes a mail whose
+/// lease ran out: its sender died), and given up at `deliver_by` when its
+/// first attempt sets none yet.
+#[derive(Debug, Clone, Copy)]
+pub struct MailClaim {
+    pub now: OffsetDateTime,
+    pub lease_until: OffsetDateTime,
+    pub deliver_by: OffsetDateTime,
+    pub limit: u32,
+}
+
 /// Which sessions to revoke, all in one statement.
 #[derive(Debug, Clone, Copy)]
 pub enum RevokeScope<'a> {
@@ -396,6 +421,73 @@ pub trait Store: Send + Sync + 'static {
     /// whether there was such a client.
     async fn remove_client(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
 
+    // Email addresses and the tokens mailed to them (API.md §11).
+    /// The user whose *verified* address has this key.
+    async fn user_by_verified_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>>;
+    /// Sets (or replaces) a user's address and spends every live mailed
+    /// token of theirs, in one transaction. `Conflict` when the address is
+    /// verified and another user's verified address has its key.
+    async fn set_user_email(
+        &self,
+        user_id: &UserId,
+        email: &EmailRecord,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// Makes a token and queues its mail, in one transaction, unless the
+    /// user already had `limit.max` tokens of this purpose made since
+    /// `limit.since` (then nothing is written; answers false). The user's
+    /// older live tokens of the purpose are spent (superseded).
+    async fn issue_mail_token(
+        &self,
+        token: &MailTokenRecord,
+        mail: &OutboxMail,
+        limit: MailLimit,
+    ) -> StoreResult<bool>;
+    async fn mail_token(&self, hash: &[u8]) -> StoreResult<Option<MailTokenRecord>>;
+    /// The password reset: spends the token when it is a live reset token
+    /// (unspent, not expired at `now`, made at the user's current
+    /// `password_version`), sets the password (moving the version on, which
+    /// kills every other reset token) and revokes every session of the user
+    /// (reason `password_reset`, on the revocation feed), in one
+    /// transaction. Answers the user, or `None` for a token that is not live.
+    async fn reset_password_with_token(
+        &self,
+        hash: &[u8],
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<UserId>>;
+    /// Spends a live verification token of `user_id` and marks the address
+    /// it was mailed to verified, if it is still the user's. Answers
+    /// whether it did; `Conflict` when another user has that address
+    /// verified (then nothing changes).
+    async fn verify_email_with_token(
+        &self,
+        hash: &[u8],
+        user_id: &UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+
+    // The mail outbox.
+    async fn enqueue_mail(&self, mail: &OutboxMail) -> StoreResult<()>;
+    /// Leases the mails due: never sent, not given up, `next_attempt_at`
+    /// reached, and not leased to another sender; on PostgreSQL several
+    /// nodes claiming at once each get different mails.
+    async fn claim_mail(&self, claim: MailClaim) -> StoreResult<Vec<OutboxMail>>;
+    /// Sent: the bodies (which may hold a live token) are wiped.
+    async fn mail_sent(&self, id: &str, now: OffsetDateTime) -> StoreResult<()>;
+    /// An attempt failed: retried from `retry_at` unless that is past the
+    /// mail's `deliver_by` (or `None`), then given up and its bodies wiped.
+    async fn mail_failed(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        retry_at: Option<OffsetDateTime>,
+        error: &str,
+    ) -> StoreResult<()>;
+    /// Deletes up to `batch` mails sent or given up at or before `before`,
+    /// and up to `batch` mailed tokens made at or before `before`.
+    async fn prune_mail(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64>;
+
     // Pruning, in batches so that no call holds the database for long.
     /// Looks at the next `batch` sessions by id after `after` and deletes
     /// the dead among them.
@@ -451,6 +543,7 @@ mod tests {
             password_version: 0,
             created_at: at,
             disabled_at: None,
+            email: None,
         };
         let session = SessionRecord {
             id: "s".into(),

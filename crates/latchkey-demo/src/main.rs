@@ -1,7 +1,11 @@
 //! latchkey-demo: a small social app in front of latchkey.
 //!
-//! - `GET /`: one HTML page (inline JS and CSS): a login form, the feed with
-//!   like and comment buttons, and a "your devices" panel.
+//! - `GET /`: one HTML page (inline JS and CSS): a login form (with "forgot
+//!   your password?"), the feed with like and comment buttons, a "your
+//!   devices" panel and the account's email address.
+//! - `GET /reset-password?token=...` and `GET /verify-email?token=...`: the
+//!   same page, for the links latchkey mails; the token is spent only by the
+//!   page's POST when the user presses its button.
 //! - `GET /latchkey.js`: the browser client the page imports
 //!   (`clients/browser`, its unminified source).
 //! - `/api/*`: the app's own API (posts, likes, comments), protected by
@@ -116,6 +120,9 @@ fn app(state: Arc<AppState>, verifier: &Verifier) -> Router {
         .route_layer(middleware::from_fn(api::same_origin));
     Router::new()
         .route("/", get(index))
+        // The pages latchkey's mailed links open (the same page, another view).
+        .route("/reset-password", get(index))
+        .route("/verify-email", get(index))
         .route("/latchkey.js", get(latchkey_js))
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/{*rest}", any(proxy::forward))

@@ -13,6 +13,62 @@ pub struct User {
     pub created_at: String,
 }
 
+/// `GET /v1/me` answer: the user, with their email address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    pub id: String,
+    pub username: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// The account's address, null when none was given.
+    pub email: Option<String>,
+    /// Whether that address was confirmed by its mailed token.
+    pub email_verified: bool,
+}
+
+/// `POST /v1/auth/register` body: a login's credentials and, optionally,
+/// an email address (unverified until its mailed token is used).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub username: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// `PUT /v1/me/email` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChange {
+    pub email: String,
+    pub current_password: String,
+}
+
+/// `POST /v1/me/email/verify` body: the token mailed to the address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailVerification {
+    pub token: String,
+}
+
+/// `POST /v1/auth/password-reset` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    /// A username, or a verified email address.
+    pub login: String,
+}
+
+/// `POST /v1/auth/password-reset/confirm` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirm {
+    /// The token from the reset mail.
+    pub token: String,
+    pub new_password: String,
+}
+
 /// `POST /v1/auth/register` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RegisterResponse {

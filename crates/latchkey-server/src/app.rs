@@ -14,10 +14,11 @@ use latchkey_store_postgres::{PostgresSettings, PostgresStore};
 use latchkey_store_sqlite::{Durability, SqliteSettings, SqliteStore};
 use tokio::net::TcpListener;
 
-use crate::config::{origin_of, Config};
+use crate::config::Config;
 use crate::http::cookies::CookieSettings;
 use crate::http::listener::{ConnectionLimits, GuardedListener, MakeTracked};
 use crate::http::{self, AppState, HttpSettings};
+use crate::mail::{Backoff, Mailer};
 use crate::metrics::Metrics;
 
 /// How long requests in flight may take to finish after SIGTERM.
@@ -88,7 +89,7 @@ pub async fn build_service(
     Ok(Service::new(
         store,
         clock,
-        config.policy_for(issuer),
+        config.policy_for(issuer)?,
         secret,
         config.master_key.clone(),
     )?)
@@ -101,6 +102,8 @@ pub struct Application {
     state: AppState,
     prune_interval: Duration,
     stopping: tokio::sync::watch::Sender<bool>,
+    /// With `smtp_url`: the outbox's sender runs beside the server.
+    mailer: Option<Arc<Mailer>>,
 }
 
 impl Application {
@@ -110,11 +113,12 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
         let issuer = config.resolve_issuer(address)?;
-        let allowed_origins = match &config.allowed_origins {
-            Some(list) => list.clone(),
-            None => origin_of(&issuer).into_iter().collect(),
-        };
+        let allowed_origins = config.allowed_origins_for(&issuer);
         let metrics = Arc::new(Metrics::default());
+        let mailer = match &config.smtp_url {
+            Some(url) => Some(Arc::new(Mailer::new(url, &config.mail_from_for(&issuer))?)),
+            None => None,
+        };
         let service = Arc::new(
             build_service(config, issuer, clock)
                 .await?
@@ -149,6 +153,7 @@ impl Application {
             state: AppState::new(service, http, metrics, shutdown),
             prune_interval: config.prune_interval,
             stopping,
+            mailer,
         })
     }
 
@@ -213,6 +218,17 @@ impl Application {
         });
         let service = self.state.service.clone();
         let feed = tokio::spawn(async move { service.run_revocation_feed().await });
+        let outbox = self.mailer.map(|mailer| {
+            let (service, metrics) = (self.state.service.clone(), self.state.metrics.clone());
+            let wall: Arc<dyn Clock> = Arc::new(latchkey_core::SystemClock);
+            tokio::spawn(crate::mail::run_outbox(
+                service,
+                mailer,
+                metrics,
+                wall,
+                Backoff::default(),
+            ))
+        });
         let app = MakeTracked {
             app: http::router(self.state),
         };
@@ -236,6 +252,9 @@ impl Application {
         pruner.abort();
         recounter.abort();
         feed.abort();
+        if let Some(outbox) = outbox {
+            outbox.abort();
+        }
         Ok(())
     }
 }

@@ -89,6 +89,16 @@ pub enum Commands {
     /// Manage OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Mail settings.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Send a test mail to ADDRESS now, with the current settings; fails
+    /// (non-zero) when the SMTP server does not accept it.
+    Test { address: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +138,15 @@ pub enum UserCommand {
     },
     Enable {
         username: String,
+    },
+    /// Set a user's email address; without --verified it is mailed a
+    /// check (when smtp_url is set) and stays unverified until used.
+    SetEmail {
+        username: String,
+        email: String,
+        /// Mark the address verified at once.
+        #[arg(long)]
+        verified: bool,
     },
 }
 
@@ -180,6 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Session(cmd) => session(open_service(&config).await?.as_ref(), cmd).await,
         Commands::Key(cmd) => key(open_service(&config).await?.as_ref(), cmd).await,
         Commands::Client(cmd) => client(open_service(&config).await?.as_ref(), cmd).await,
+        Commands::Mail(cmd) => mail(&config, cmd).await,
     }
 }
 
@@ -195,15 +215,46 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_service(config: &Config) -> anyhow::Result<Arc<Service>> {
-    // The issuer matters only to tokens, which the CLI never issues.
-    let issuer = config
+/// The issuer the CLI names (in mails): tokens it never issues.
+fn cli_issuer(config: &Config) -> String {
+    config
         .issuer
         .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen));
+        .unwrap_or_else(|| format!("http://{}", config.listen))
+}
+
+async fn open_service(config: &Config) -> anyhow::Result<Arc<Service>> {
     Ok(Arc::new(
-        app::build_service(config, issuer, Arc::new(SystemClock)).await?,
+        app::build_service(config, cli_issuer(config), Arc::new(SystemClock)).await?,
     ))
+}
+
+async fn mail(config: &Config, cmd: MailCommand) -> anyhow::Result<()> {
+    match cmd {
+        MailCommand::Test { address } => {
+            let url = config
+                .smtp_url
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("smtp_url is not set: there is no mail to test"))?;
+            let issuer = cli_issuer(config);
+            let address = latchkey_core::mail::EmailAddress::parse(&address)?;
+            let mailer = crate::mail::Mailer::new(url, &config.mail_from_for(&issuer))?;
+            let policy = config.policy_for(issuer)?;
+            let templates = policy
+                .mail
+                .as_ref()
+                .map(|m| m.templates.clone())
+                .ok_or_else(|| anyhow::anyhow!("smtp_url is not set"))?;
+            let vars = std::collections::BTreeMap::from([("issuer", policy.issuer.clone())]);
+            let test = templates.render(latchkey_core::mail::MailKind::Test, &vars);
+            mailer
+                .send(address.as_str(), &test.subject, &test.text, &test.html)
+                .await
+                .map_err(|e| anyhow::anyhow!("the test mail was not sent: {e}"))?;
+            print(&json!({ "sent": address.as_str() }));
+        }
+    }
+    Ok(())
 }
 
 fn print(value: &serde_json::Value) {
@@ -280,6 +331,20 @@ async fn user(service: &Service, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Enable { username } => print(&user_json(
             &service.set_user_disabled(&username, false).await?,
         )),
+        UserCommand::SetEmail {
+            username,
+            email,
+            verified,
+        } => {
+            let set = service.set_email(&username, &email, verified).await?;
+            let user = service.user_by_name(&username).await?;
+            print(&json!({
+                "id": user.id,
+                "username": user.username,
+                "email": set.email,
+                "email_verified": set.verified_at.is_some(),
+            }));
+        }
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct Metrics {
     live_sessions: Gauge,
     password_queue: Gauge,
     feed_subscribers: Gauge,
+    mails_sent: Counter,
+    mail_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -77,6 +79,18 @@ impl Default for Metrics {
             "Streams of the revocation feed open on this node",
             feed_subscribers.clone(),
         );
+        let mails_sent = Counter::default();
+        registry.register(
+            "mails_sent",
+            "Mails the SMTP server accepted",
+            mails_sent.clone(),
+        );
+        let mail_failures = Counter::default();
+        registry.register(
+            "mail_failures",
+            "Attempts to send a mail that failed (each is retried with backoff for 10 minutes)",
+            mail_failures.clone(),
+        );
         Self {
             registry,
             requests,
@@ -85,6 +99,8 @@ impl Default for Metrics {
             live_sessions,
             password_queue,
             feed_subscribers,
+            mails_sent,
+            mail_failures,
         }
     }
 }
@@ -95,6 +111,14 @@ impl Metrics {
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
         self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn mail_sent(&self) {
+        self.mails_sent.inc();
+    }
+
+    pub fn mail_failed(&self) {
+        self.mail_failures.inc();
     }
 
     /// The exposition, with the gauges read now.

@@ -15,7 +15,8 @@ pub(crate) async fn create(store: &PostgresStore, u: &UserRecord) -> StoreResult
         .bounded(async {
             sqlx::query(
                 "INSERT INTO users (id, username, username_key, password_hash, \
-                 password_version, created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 password_version, created_at, disabled_at, email, email_key, email_verified_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(u.id.as_str())
             .bind(&u.username)
@@ -24,6 +25,9 @@ pub(crate) async fn create(store: &PostgresStore, u: &UserRecord) -> StoreResult
             .bind(version)
             .bind(ms(u.created_at))
             .bind(opt_ms(u.disabled_at))
+            .bind(u.email.as_ref().map(|e| &e.email))
+            .bind(u.email.as_ref().map(|e| &e.email_key))
+            .bind(opt_ms(u.email.as_ref().and_then(|e| e.verified_at)))
             .execute(&store.pool)
             .await?;
             Ok(())

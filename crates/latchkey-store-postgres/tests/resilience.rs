@@ -45,6 +45,7 @@ async fn user_and_session(store: &dyn Store) -> SessionRecord {
         password_version: 0,
         created_at: at(0),
         disabled_at: None,
+        email: None,
     };
     store.create_user(&user).await.unwrap();
     let session = SessionRecord {

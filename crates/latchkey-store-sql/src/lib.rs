@@ -16,12 +16,17 @@
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::clock::{from_unix_millis, unix_millis};
 use latchkey_core::keys::KeyRecord;
+use latchkey_core::mail::EmailRecord;
 use latchkey_core::store::{
     ClientRecord, LoginAttempt, RevocationRecord, Revoked, SessionRecord, SessionWithUser,
     UserRecord,
 };
 use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
+
+mod mail;
+
+pub use mail::{mail_token_of, outbox_of};
 
 /// An instant as the stores keep it: milliseconds since the Unix epoch.
 pub fn ms(t: OffsetDateTime) -> i64 {
@@ -141,7 +146,7 @@ impl<'r, S, C: Columns<S>> Cursor<'r, S, C> {
 macro_rules! user_cols {
     () => {
         "u.id AS u_id, u.username, u.username_key, u.password_hash, u.password_version, \
-         u.created_at AS u_created_at, u.disabled_at"
+         u.created_at AS u_created_at, u.disabled_at, u.email, u.email_key, u.email_verified_at"
     };
 }
 
@@ -198,6 +203,17 @@ fn user_at<S, C: Columns<S>>(row: &C, first: usize) -> Result<UserRecord, C::Err
         password_version: col.counter("password_version")?,
         created_at: col.time()?,
         disabled_at: col.opt_time()?,
+        email: {
+            let (email, key, verified_at) = (col.opt_text()?, col.opt_text()?, col.opt_time()?);
+            match (email, key) {
+                (Some(email), Some(email_key)) => Some(EmailRecord {
+                    email,
+                    email_key,
+                    verified_at,
+                }),
+                _ => None,
+            }
+        },
     })
 }
 
@@ -383,6 +399,9 @@ mod tests {
             .with(Value::Int(version))
             .with(Value::Int(1_800_000_000_250))
             .with(Value::Null)
+            .with(Value::Null)
+            .with(Value::Null)
+            .with(Value::Null)
     }
 
     #[test]
@@ -397,6 +416,7 @@ mod tests {
                 password_version: 3,
                 created_at: from_unix_millis(1_800_000_000_250),
                 disabled_at: None,
+                email: None,
             })
         );
     }

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_hardening.sql"),
     include_str!("../migrations/0004_sessions_by_client.sql"),
     include_str!("../migrations/0005_revocations.sql"),
+    include_str!("../migrations/0006_email_recovery.sql"),
 ];
 
 /// How SQLite commits: `Normal` survives a killed process, `Full` also a

@@ -16,13 +16,16 @@
 //!   PostgreSQL store (`latchkey-store-sql`);
 //! - one file per domain, with its statements: `users.rs`, `sessions.rs`,
 //!   `login_limit.rs`, `keys.rs` (with the server secrets), `clients.rs`,
-//!   `audit.rs`; each prune lives with its table's domain.
+//!   `audit.rs`, `recovery.rs` (addresses and mailed tokens), `mail.rs`
+//!   (the outbox); each prune lives with its table's domain.
 
 mod audit;
 mod clients;
 mod connection;
 mod keys;
 mod login_limit;
+mod mail;
+mod recovery;
 mod revocations;
 mod row;
 mod secrets;
@@ -32,9 +35,11 @@ mod users;
 use async_trait::async_trait;
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::keys::KeyRecord;
+use latchkey_core::mail::{EmailRecord, MailTokenRecord, OutboxMail};
 use latchkey_core::store::{
-    Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, RevocationRecord, RevokeScope,
-    SessionRecord, SessionWithUser, SessionsPruned, Store, StoreResult, UserRecord,
+    Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, MailClaim, MailLimit,
+    RevocationRecord, RevokeScope, SessionRecord, SessionWithUser, SessionsPruned, Store,
+    StoreResult, UserRecord,
 };
 use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
@@ -196,6 +201,76 @@ impl Store for SqliteStore {
 
     async fn remove_client(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
         clients::remove(self, id, now).await
+    }
+
+    async fn user_by_verified_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>> {
+        recovery::user_by_verified_email(self, email_key).await
+    }
+
+    async fn set_user_email(
+        &self,
+        user_id: &UserId,
+        email: &EmailRecord,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        recovery::set_email(self, user_id, email, now).await
+    }
+
+    async fn issue_mail_token(
+        &self,
+        token: &MailTokenRecord,
+        mail: &OutboxMail,
+        limit: MailLimit,
+    ) -> StoreResult<bool> {
+        recovery::issue_token(self, token, mail, limit).await
+    }
+
+    async fn mail_token(&self, hash: &[u8]) -> StoreResult<Option<MailTokenRecord>> {
+        recovery::token(self, hash).await
+    }
+
+    async fn reset_password_with_token(
+        &self,
+        hash: &[u8],
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<UserId>> {
+        recovery::reset_password(self, hash, password_hash, now).await
+    }
+
+    async fn verify_email_with_token(
+        &self,
+        hash: &[u8],
+        user_id: &UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        recovery::verify_email(self, hash, user_id, now).await
+    }
+
+    async fn enqueue_mail(&self, mail: &OutboxMail) -> StoreResult<()> {
+        mail::enqueue(self, mail).await
+    }
+
+    async fn claim_mail(&self, claim: MailClaim) -> StoreResult<Vec<OutboxMail>> {
+        mail::claim(self, claim).await
+    }
+
+    async fn mail_sent(&self, id: &str, now: OffsetDateTime) -> StoreResult<()> {
+        mail::sent(self, id, now).await
+    }
+
+    async fn mail_failed(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        retry_at: Option<OffsetDateTime>,
+        error: &str,
+    ) -> StoreResult<()> {
+        mail::failed(self, id, now, retry_at, error).await
+    }
+
+    async fn prune_mail(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        mail::prune(self, before, batch).await
     }
 
     async fn prune_sessions(

@@ -15,7 +15,8 @@ pub(crate) async fn create(store: &SqliteStore, user: &UserRecord) -> StoreResul
         .write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO users (id, username, username_key, password_hash, password_version, \
-                 created_at, disabled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 created_at, disabled_at, email, email_key, email_verified_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 u.id.as_str(),
@@ -24,7 +25,10 @@ pub(crate) async fn create(store: &SqliteStore, user: &UserRecord) -> StoreResul
                 u.password_hash,
                 i64_param(u.password_version)?,
                 ms(u.created_at),
-                opt_ms(u.disabled_at)
+                opt_ms(u.disabled_at),
+                u.email.as_ref().map(|e| &e.email),
+                u.email.as_ref().map(|e| &e.email_key),
+                opt_ms(u.email.as_ref().and_then(|e| e.verified_at))
             ])?;
             Ok(())
         })

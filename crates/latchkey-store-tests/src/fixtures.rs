@@ -34,6 +34,7 @@ pub(crate) fn user(username: &str, created: i64) -> UserRecord {
         password_version: 0,
         created_at: at(created),
         disabled_at: None,
+        email: None,
     }
 }
 

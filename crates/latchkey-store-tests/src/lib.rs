@@ -85,6 +85,11 @@ macro_rules! conformance_suite {
             a_purged_key_is_recorded_once,
             revocations_after_a_cursor_since_a_time,
             prune_revocations_by_age_keeps_the_count,
+            emails_round_trip_and_verified_keys_are_unique,
+            mail_tokens_supersede_and_stop_at_the_hourly_limit,
+            a_reset_token_sets_the_password_once_and_revokes_every_session,
+            a_check_token_verifies_its_own_address_of_its_own_user,
+            the_outbox_leases_retries_and_finishes_mails,
         );
         // Races need real threads to mean anything.
         $crate::conformance_suite!(@tests $make, tokio::test(flavor = "multi_thread", worker_threads = 4);
@@ -92,6 +97,7 @@ macro_rules! conformance_suite {
             concurrent_refresh_secrets_agree,
             concurrent_login_attempts_stop_at_the_limit,
             concurrent_revocations_are_read_without_gaps,
+            concurrent_claims_lease_each_mail_once,
         );
     };
 }
@@ -100,6 +106,7 @@ mod audit_clients;
 mod fixtures;
 mod keys;
 mod limits;
+mod mail;
 mod prune;
 mod revocations;
 mod sessions;
@@ -108,6 +115,7 @@ mod users;
 pub use audit_clients::*;
 pub use keys::*;
 pub use limits::*;
+pub use mail::*;
 pub use prune::*;
 pub use revocations::*;
 pub use sessions::*;

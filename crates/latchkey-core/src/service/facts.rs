@@ -104,6 +104,7 @@ mod tests {
             password_version: 0,
             created_at: at,
             disabled_at: None,
+            email: None,
         };
         let session = SessionRecord {
             id: SessionId::from(format!("s{i}")),

@@ -23,15 +23,19 @@ impl Service {
     /// The login limit's key: the username and the client's address, IPv6
     /// by its /64 (one host's share of a network).
     pub(super) fn rate_key(username: &Username, ctx: &RequestContext) -> String {
-        let address = match ctx.ip.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        // Usernames hold no control character: U+001F cannot be forged into one.
+        format!("{}\u{1f}{}", username.key(), Self::address_key(ctx))
+    }
+
+    /// The client's address as the limits count it: IPv6 by its /64.
+    pub(super) fn address_key(ctx: &RequestContext) -> String {
+        match ctx.ip.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(IpAddr::V6(v6)) => Ipv6Net::new(v6, 64)
                 .map(|net| net.trunc().to_string())
                 .unwrap_or_else(|_| v6.to_string()),
             Ok(v4) => v4.to_string(),
             Err(_) => ctx.ip.clone(),
-        };
-        // Usernames hold no control character: U+001F cannot be forged into one.
-        format!("{}\u{1f}{address}", username.key())
+        }
     }
 
     /// Counts an attempt before its password is checked, so that however

@@ -26,12 +26,14 @@ use crate::store::Store;
 use crate::tokens::VerifiedTokens;
 
 mod client_cache;
+mod email;
 mod facts;
 mod feed;
 mod keys;
 mod login;
 mod maintenance;
 mod oauth;
+mod recovery;
 mod refresh;
 mod sessions;
 mod users;
@@ -41,6 +43,10 @@ pub use client_cache::CLIENT_CACHE_TTL;
 pub use feed::{FeedEvent, FeedEventKind, FeedSubscription, POLL_INTERVAL, VERIFIER_LEEWAY};
 pub use maintenance::PRUNE_BATCH;
 pub use oauth::{ClientAuth, NewClient, PUBLIC_CLIENT_ID};
+pub use recovery::{
+    MAIL_PRUNE_AFTER, RESET_MAILS_PER_HOUR, RESET_TOKEN_TTL, VERIFY_MAILS_PER_HOUR,
+    VERIFY_TOKEN_TTL,
+};
 pub use views::{ClientView, KeyView, SessionView, UserView};
 
 /// Who is calling, as far as the rules care.
@@ -69,6 +75,8 @@ pub struct Authenticated {
     pub claims: AccessClaims,
     pub user: UserView,
     pub session: SessionView,
+    /// The user's address, read with the session at no extra cost.
+    pub email: Option<crate::mail::EmailRecord>,
 }
 
 /// The scope that lets a third-party client's token manage the account.
@@ -108,6 +116,10 @@ pub struct Service {
     events: Option<Arc<dyn EventSink>>,
     /// Live sessions at the last count (`u64::MAX`: never counted).
     live_sessions: AtomicU64,
+    /// Told when a mail is queued, so that this node's sender starts at once.
+    outbox: tokio::sync::Notify,
+    /// Reset requests being looked up in the background (bounded).
+    reset_jobs: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long [`Service::ready`] waits for the store.
@@ -135,6 +147,8 @@ impl Service {
             feed: feed::FeedHub::default(),
             events: None,
             live_sessions: AtomicU64::new(u64::MAX),
+            outbox: tokio::sync::Notify::new(),
+            reset_jobs: Arc::new(tokio::sync::Semaphore::new(recovery::RESET_JOBS)),
         })
     }
 

@@ -84,10 +84,13 @@ impl Service {
         }
         self.check_live(&found, now)?;
         let expires_at = self.session_expires_at(&found.session);
+        let mut user = found.user;
+        let email = user.email.take();
         Ok(Authenticated {
             claims,
-            user: UserView::from(found.user),
+            user: UserView::from(user),
             session: SessionView::of(found.session, expires_at),
+            email,
         })
     }
 

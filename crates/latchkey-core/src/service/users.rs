@@ -5,20 +5,24 @@ use super::{Authenticated, RequestContext, Service, UserView};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::error::ServiceError;
 use crate::ids::UserId;
+use crate::mail::EmailAddress;
 use crate::store::{RevokeScope, StoreError, UserRecord};
 use crate::validate::{LoginPassword, NewPassword, Username};
 
 impl Service {
     /// `POST /v1/auth/register`.
+    /// With an `email`, it is stored unverified and mailed a check.
     pub async fn register(
         &self,
         username: &str,
         password: &str,
+        email: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<UserView, ServiceError> {
         if !self.policy.registration_open {
             return Err(ServiceError::RegistrationClosed);
         }
+        let address = email.map(EmailAddress::parse).transpose()?;
         let user = self.create_user(username, password).await?;
         self.audit(
             AuditRecord::new(AuditEvent::Registered, user.created_at)
@@ -26,6 +30,11 @@ impl Service {
                 .ip(&ctx.ip),
         )
         .await;
+        if let Some(address) = address {
+            let record = self.user_record(&user.username).await?;
+            self.set_unverified_email(&record, &address, Some(ctx))
+                .await?;
+        }
         Ok(user)
     }
 
@@ -58,6 +67,7 @@ impl Service {
             password_version: 0,
             created_at: self.now(),
             disabled_at: None,
+            email: None,
         };
         match self.store.create_user(&user).await {
             Err(StoreError::Conflict(_)) => Err(ServiceError::UsernameTaken),
@@ -66,7 +76,7 @@ impl Service {
     }
 
     /// The stored user of a username, or `NotFound`.
-    async fn user_record(&self, username: &str) -> Result<UserRecord, ServiceError> {
+    pub(super) async fn user_record(&self, username: &str) -> Result<UserRecord, ServiceError> {
         let name = Username::parse(username)?;
         self.store
             .user_by_key(name.key())

@@ -12,13 +12,16 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use latchkey_core::crypto::MasterKey;
+use latchkey_core::mail::Templates;
+use latchkey_core::policy::MailPolicy;
 use latchkey_core::Policy;
 
 mod values;
 
+pub use values::SmtpUrl;
 use values::{
-    cookie_name, duration, is_postgres_url, list, parse_bool, parse_database_url, parse_net,
-    parse_url_base, scope_list, whole,
+    cookie_name, duration, is_postgres_url, list, parse_bool, parse_database_url, parse_mailbox,
+    parse_net, parse_page_url, parse_url_base, scope_list, whole,
 };
 pub use values::{origin_of, parse_duration, parse_origin};
 
@@ -84,6 +87,18 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub request_body_timeout: Duration,
     pub keep_alive_timeout: Duration,
+    /// Mail (API.md §11): the SMTP server; without it, no mail and no reset.
+    pub smtp_url: Option<SmtpUrl>,
+    /// `None`: `latchkey@<issuer host>`.
+    pub mail_from: Option<String>,
+    /// `None`: the first allowed origin + `/reset-password`.
+    pub password_reset_url: Option<String>,
+    /// `None`: the first allowed origin + `/verify-email`.
+    pub email_verify_url: Option<String>,
+    /// The `mail_templates` directory, and the templates read from it
+    /// (the built-in ones where it has no file).
+    pub mail_templates: Option<PathBuf>,
+    pub templates: Option<std::sync::Arc<Templates>>,
 }
 
 impl Default for Config {
@@ -112,6 +127,12 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             request_body_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(60),
+            smtp_url: None,
+            mail_from: None,
+            password_reset_url: None,
+            email_verify_url: None,
+            mail_templates: None,
+            templates: None,
         }
     }
 }
@@ -245,6 +266,21 @@ pub const SETTINGS: &[Setting] = &[
     setting!("keep_alive_timeout", |c, v| {
         c.keep_alive_timeout = duration(v, SECOND, MAX_DURATION)?
     }),
+    setting!("smtp_url", |c, v| c.smtp_url = Some(SmtpUrl::parse(v)?)),
+    setting!("mail_from", |c, v| c.mail_from = Some(parse_mailbox(v)?)),
+    setting!("password_reset_url", |c, v| c.password_reset_url =
+        Some(parse_page_url(v)?)),
+    setting!("email_verify_url", |c, v| c.email_verify_url =
+        Some(parse_page_url(v)?)),
+    setting!("mail_templates", |c, v| {
+        let dir = PathBuf::from(v);
+        if !dir.is_dir() {
+            return Err(format!("{} is not a directory", dir.display()));
+        }
+        let templates = Templates::load(Some(&dir)).map_err(|e| e.to_string())?;
+        c.templates = Some(std::sync::Arc::new(templates));
+        c.mail_templates = Some(dir);
+    }),
 ];
 
 /// The setting of that name.
@@ -359,13 +395,74 @@ impl Config {
         Ok(format!("http://{bound}"))
     }
 
-    /// The service's rules for this issuer (the audience defaults to it).
-    pub fn policy_for(&self, issuer: String) -> Policy {
-        Policy {
+    /// The origins allowed on cookie requests: the setting, or the issuer's.
+    pub fn allowed_origins_for(&self, issuer: &str) -> Vec<String> {
+        match &self.allowed_origins {
+            Some(list) => list.clone(),
+            None => origin_of(issuer).into_iter().collect(),
+        }
+    }
+
+    /// The sender of latchkey's mails: `mail_from`, or `latchkey@` the
+    /// issuer's host.
+    pub fn mail_from_for(&self, issuer: &str) -> String {
+        if let Some(from) = &self.mail_from {
+            return from.clone();
+        }
+        let host = origin_of(issuer)
+            .and_then(|o| o.split_once("://").map(|(_, rest)| rest.to_owned()))
+            .unwrap_or_default();
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_owned(),
+            _ => host,
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<std::net::IpAddr>().is_ok() || host.is_empty() {
+            // An address is no mail domain: the conventional local one.
+            return "latchkey@localhost".into();
+        }
+        format!("latchkey@{host}")
+    }
+
+    /// The service's rules for this issuer (the audience defaults to it;
+    /// the mailed links to the first allowed origin's pages).
+    pub fn policy_for(&self, issuer: String) -> Result<Policy, ConfigError> {
+        let mail = match &self.smtp_url {
+            None => None,
+            Some(_) => {
+                let first = self.allowed_origins_for(&issuer).into_iter().next();
+                let page = |set: &Option<String>, name: &str, path: &str| match (set, &first) {
+                    (Some(url), _) => Ok(url.clone()),
+                    (None, Some(origin)) => Ok(format!("{origin}{path}")),
+                    (None, None) => Err(bad(name, "must be set when no allowed origin is known")),
+                };
+                let templates = match &self.templates {
+                    Some(t) => t.clone(),
+                    None => std::sync::Arc::new(
+                        Templates::builtin().map_err(|e| bad("mail_templates", e.to_string()))?,
+                    ),
+                };
+                Some(MailPolicy {
+                    password_reset_url: page(
+                        &self.password_reset_url,
+                        "password_reset_url",
+                        "/reset-password",
+                    )?,
+                    email_verify_url: page(
+                        &self.email_verify_url,
+                        "email_verify_url",
+                        "/verify-email",
+                    )?,
+                    templates,
+                })
+            }
+        };
+        Ok(Policy {
             audience: self.audience.clone().unwrap_or_else(|| issuer.clone()),
             issuer,
+            mail,
             ..self.policy.clone()
-        }
+        })
     }
 }
 

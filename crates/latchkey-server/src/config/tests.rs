@@ -80,6 +80,14 @@ fn a_bad_value_names_its_setting() {
         ("log_format", "xml"),
         ("issuer", "example.com"),
         ("database_url", "mysql://x"),
+        ("smtp_url", "http://mail.example"),
+        ("smtp_url", "smtp://"),
+        ("smtp_url", "smtp://user:pass@"),
+        ("mail_from", "not an address"),
+        ("mail_from", "a@b.c\r\nBcc: x@y.z"),
+        ("password_reset_url", "/reset"),
+        ("email_verify_url", "https://app.example/verify#x"),
+        ("mail_templates", "/no/such/directory"),
     ] {
         let e = Config::from_raw(&raw(&[(name, value)])).unwrap_err();
         assert_eq!(e.setting, name);
@@ -174,4 +182,129 @@ fn origins() {
         Some("http://127.0.0.1:8080")
     );
     assert_eq!(origin_of("not a url"), None);
+}
+
+#[test]
+fn mail_settings_and_their_defaults() {
+    let plain = Config::from_raw(&RawSettings::new()).unwrap();
+    assert!(plain.smtp_url.is_none());
+    let policy = plain.policy_for("http://127.0.0.1:8080".into()).unwrap();
+    assert!(policy.mail.is_none(), "no smtp_url: no mail, no reset");
+    let c = Config::from_raw(&raw(&[("smtp_url", "smtps://me:s3cret@mail.example:465")])).unwrap();
+    let url = c.smtp_url.clone().unwrap();
+    assert!(url.implicit_tls());
+    assert!(
+        !format!("{c:?}").contains("s3cret"),
+        "the password never prints"
+    );
+    assert_eq!(
+        c.mail_from_for("https://id.example.com"),
+        "latchkey@id.example.com"
+    );
+    assert_eq!(
+        c.mail_from_for("http://id.example.com:8080"),
+        "latchkey@id.example.com"
+    );
+    assert_eq!(
+        c.mail_from_for("http://127.0.0.1:8080"),
+        "latchkey@localhost"
+    );
+    let mail = c
+        .policy_for("https://id.example.com".into())
+        .unwrap()
+        .mail
+        .unwrap();
+    assert_eq!(
+        mail.password_reset_url,
+        "https://id.example.com/reset-password"
+    );
+    assert_eq!(mail.email_verify_url, "https://id.example.com/verify-email");
+    let c = Config::from_raw(&raw(&[
+        ("smtp_url", "smtp://mail.example"),
+        (
+            "allowed_origins",
+            "https://app.example, https://other.example",
+        ),
+        ("mail_from", "Example <no-reply@app.example>"),
+        (
+            "email_verify_url",
+            "https://app.example/account/verify?lang=en",
+        ),
+    ]))
+    .unwrap();
+    assert!(!c.smtp_url.clone().unwrap().implicit_tls());
+    assert_eq!(
+        c.mail_from_for("https://id.example"),
+        "Example <no-reply@app.example>"
+    );
+    let mail = c
+        .policy_for("https://id.example".into())
+        .unwrap()
+        .mail
+        .unwrap();
+    assert_eq!(
+        mail.password_reset_url,
+        "https://app.example/reset-password"
+    );
+    assert_eq!(
+        mail.email_verify_url,
+        "https://app.example/account/verify?lang=en"
+    );
+}
+
+#[test]
+fn mail_templates_replace_the_built_in_ones_and_a_bad_one_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("password_reset.subject.txt"),
+        "Reset at {{issuer}}",
+    )
+    .unwrap();
+    let path = dir.path().display().to_string();
+    let c = Config::from_raw(&raw(&[
+        ("smtp_url", "smtp://m.example"),
+        ("mail_templates", &path),
+    ]))
+    .unwrap();
+    let mail = c
+        .policy_for("https://id.example".into())
+        .unwrap()
+        .mail
+        .unwrap();
+    let vars = std::collections::BTreeMap::from([("issuer", "https://id.example".to_owned())]);
+    let rendered = mail
+        .templates
+        .render(latchkey_core::mail::MailKind::PasswordReset, &vars);
+    assert_eq!(rendered.subject, "Reset at https://id.example");
+    std::fs::write(dir.path().join("verify_email.txt"), "{{secret}}").unwrap();
+    let e = Config::from_raw(&raw(&[("mail_templates", &path)])).unwrap_err();
+    assert_eq!(e.setting, "mail_templates");
+    assert!(e.to_string().contains("verify_email.txt"), "{e}");
+}
+
+#[test]
+fn mail_settings_come_from_the_environment_too() {
+    let env = vec![
+        (
+            "LATCHKEY_SMTP_URL".to_string(),
+            "smtp://mail.example:2525".to_string(),
+        ),
+        (
+            "LATCHKEY_MAIL_FROM".to_string(),
+            "a@example.com".to_string(),
+        ),
+        (
+            "LATCHKEY_PASSWORD_RESET_URL".to_string(),
+            "https://app.example/r".to_string(),
+        ),
+    ];
+    let flags = raw(&[("email_verify_url", "https://app.example/v")]);
+    let c = Config::from_raw(&layer(None, env.into_iter(), &flags).unwrap()).unwrap();
+    assert_eq!(c.smtp_url.unwrap().as_str(), "smtp://mail.example:2525");
+    assert_eq!(c.mail_from.as_deref(), Some("a@example.com"));
+    assert_eq!(
+        c.password_reset_url.as_deref(),
+        Some("https://app.example/r")
+    );
+    assert_eq!(c.email_verify_url.as_deref(), Some("https://app.example/v"));
 }

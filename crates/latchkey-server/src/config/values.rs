@@ -138,3 +138,68 @@ pub fn origin_of(url: &str) -> Option<String> {
     let authority = rest.split(['/', '?', '#']).next()?;
     parse_origin(&format!("{scheme}://{authority}")).ok()
 }
+
+/// `smtp_url`: `smtp://[user[:password]@]host[:port]` (STARTTLS when the
+/// server offers it) or `smtps://...` (TLS from the start). Its Debug form
+/// never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl(String);
+
+impl SmtpUrl {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let rest = text
+            .strip_prefix("smtp://")
+            .or_else(|| text.strip_prefix("smtps://"))
+            .ok_or("must be smtp://HOST[:PORT] or smtps://HOST[:PORT], credentials optional")?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if host.is_empty() || host.starts_with(':') || text.contains(char::is_whitespace) {
+            return Err("names no host".into());
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether TLS starts with the connection (`smtps://`).
+    pub fn implicit_tls(&self) -> bool {
+        self.0.starts_with("smtps://")
+    }
+}
+
+impl std::fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.implicit_tls() { "smtps" } else { "smtp" };
+        write!(f, "SmtpUrl({scheme}://<hidden>)")
+    }
+}
+
+/// `mail_from`: `address` or `Name <address>`, one line.
+pub(super) fn parse_mailbox(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let address = match (text.rfind('<'), text.ends_with('>')) {
+        (Some(open), true) => &text[open + 1..text.len() - 1],
+        _ => text,
+    };
+    if text.chars().any(char::is_control) {
+        return Err("must be one line".into());
+    }
+    latchkey_core::mail::EmailAddress::parse(address)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// A page of the app that mailed links open: an http(s) URL.
+pub(super) fn parse_page_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if !(text.starts_with("http://") || text.starts_with("https://"))
+        || text.contains(char::is_whitespace)
+        || text.contains('#')
+    {
+        return Err(format!("{text:?} is not an http(s) URL without a fragment"));
+    }
+    Ok(text.to_owned())
+}

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use latchkey_core::SessionId;
-use latchkey_proto::{ErrorBody, PasswordChange, SessionList, User};
+use latchkey_proto::{ErrorBody, Me, PasswordChange, SessionList};
 
 use super::error::ApiError;
 use super::extract::{AccountAuth, Auth, Context, JsonBody};
@@ -21,9 +21,9 @@ pub fn router() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = []), ("access_cookie" = [])),
-    responses((status = 200, body = User), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody)))]
-async fn me(Auth(auth): Auth) -> Json<User> {
-    Json(views::user(&auth.user))
+    responses((status = 200, body = Me), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody)))]
+async fn me(Auth(auth): Auth) -> Json<Me> {
+    Json(views::me(&auth.user, auth.email.as_ref()))
 }
 
 #[utoipa::path(post, path = "/v1/me/password", tag = "account", request_body = PasswordChange,

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use latchkey_core::service::Issued;
-use latchkey_proto::{Credentials, ErrorBody, LoginResponse, RegisterResponse};
+use latchkey_proto::{Credentials, ErrorBody, LoginResponse, RegisterResponse, Registration};
 
 use super::error::ApiError;
 use super::extract::{
@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/logout-all", post(logout_all))
 }
 
-#[utoipa::path(post, path = "/v1/auth/register", tag = "session", request_body = Credentials,
+#[utoipa::path(post, path = "/v1/auth/register", tag = "session", request_body = Registration,
     responses((status = 201, body = RegisterResponse), (status = 400, description = "Malformed input", body = ErrorBody),
         (status = 403, description = "registration_closed", body = ErrorBody),
         (status = 409, description = "username_taken", body = ErrorBody),
@@ -31,11 +31,11 @@ pub fn router() -> Router<AppState> {
 async fn register(
     State(app): State<AppState>,
     Context(ctx): Context,
-    JsonBody(body): JsonBody<Credentials>,
+    JsonBody(body): JsonBody<Registration>,
 ) -> Result<Response, ApiError> {
     let user = app
         .service
-        .register(&body.username, &body.password, &ctx)
+        .register(&body.username, &body.password, body.email.as_deref(), &ctx)
         .await?;
     Ok((
         StatusCode::CREATED,

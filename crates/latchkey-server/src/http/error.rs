@@ -55,6 +55,8 @@ impl ApiError {
                 S::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
                 S::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
                 S::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
+                S::InvalidMailToken => (StatusCode::BAD_REQUEST, "invalid_request"),
+                S::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             },
             Self::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::UnsupportedMediaType(_) => {

@@ -13,6 +13,7 @@ pub mod listener;
 pub(crate) mod meta;
 pub(crate) mod oauth;
 pub mod openapi;
+pub(crate) mod recovery;
 pub mod views;
 
 use std::sync::Arc;
@@ -96,7 +97,7 @@ pub fn router(state: AppState) -> Router {
                 .filter_map(|o| HeaderValue::from_str(o).ok()),
         ))
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
         // A page on another origin can tell how long to wait, and quote
         // the request id when it reports a problem.
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(account::router())
         .merge(meta::router())
         .merge(oauth::router())
+        .merge(recovery::router())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(middleware::from_fn_with_state(state.clone(), observe))

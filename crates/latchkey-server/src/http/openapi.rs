@@ -3,8 +3,9 @@
 
 use axum::Json;
 use latchkey_proto::{
-    Credentials, ErrorBody, Health, Introspection, JwkSet, LoginResponse, PasswordChange,
-    PublicJwk, RegisterResponse, ServerMetadata, Session, SessionList, TokenResponse, User,
+    Credentials, EmailChange, EmailVerification, ErrorBody, Health, Introspection, JwkSet,
+    LoginResponse, Me, PasswordChange, PasswordResetConfirm, PasswordResetRequest, PublicJwk,
+    RegisterResponse, Registration, ServerMetadata, Session, SessionList, TokenResponse, User,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -54,6 +55,10 @@ impl Modify for SecuritySchemes {
         http::account::change_password,
         http::account::list_sessions,
         http::account::revoke_session,
+        http::recovery::request_reset,
+        http::recovery::confirm_reset,
+        http::recovery::change_email,
+        http::recovery::verify_email,
         http::oauth::token,
         http::oauth::revoke,
         http::oauth::introspect,
@@ -68,7 +73,8 @@ impl Modify for SecuritySchemes {
     components(schemas(
         Credentials, ErrorBody, Health, Introspection, JwkSet, LoginResponse, PasswordChange,
         PublicJwk, RegisterResponse, ServerMetadata, Session, SessionList, TokenResponse, User,
-        TokenRequest, RevocationRequest, IntrospectionRequest,
+        TokenRequest, RevocationRequest, IntrospectionRequest, Me, Registration, EmailChange,
+        EmailVerification, PasswordResetRequest, PasswordResetConfirm,
     )),
     modifiers(&SecuritySchemes),
 )]

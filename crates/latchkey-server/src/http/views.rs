@@ -1,15 +1,26 @@
 //! The service's views as the API shows them.
 
 use latchkey_core::clock::rfc3339;
+use latchkey_core::mail::EmailRecord;
 use latchkey_core::service::{SessionView, UserView};
 use latchkey_core::SessionId;
-use latchkey_proto::{Session, User};
+use latchkey_proto::{Me, Session, User};
 
 pub fn user(u: &UserView) -> User {
     User {
         id: u.id.as_str().to_owned(),
         username: u.username.clone(),
         created_at: rfc3339(u.created_at),
+    }
+}
+
+pub fn me(u: &UserView, email: Option<&EmailRecord>) -> Me {
+    Me {
+        id: u.id.as_str().to_owned(),
+        username: u.username.clone(),
+        created_at: rfc3339(u.created_at),
+        email: email.map(|e| e.email.clone()),
+        email_verified: email.is_some_and(|e| e.verified_at.is_some()),
     }
 }
 

@@ -14,7 +14,10 @@ async fn me_takes_the_header_or_the_cookie_and_the_header_wins() {
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["username"], "alice");
-    assert_eq!(body.as_object().unwrap().len(), 3);
+    // The user, and the account's address (API.md §11): none yet.
+    assert_eq!(body.as_object().unwrap().len(), 5, "{body}");
+    assert_eq!(body["email"], Value::Null);
+    assert_eq!(body["email_verified"], false);
     let by_cookie: Value = app
         .get("/v1/me")
         .header("cookie", format!("accessToken={}", bob.access))

@@ -693,3 +693,100 @@ async fn revocations_by_the_command_line_reach_the_feed_within_a_second() {
         "the stream ended"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_commands() {
+    let sink = crate::smtp::SmtpSink::start().await;
+    let smtp = sink.url();
+    let dir = tempfile::tempdir().unwrap();
+    ok_lines(&latchkey(&dir, &["user", "add", "carol"], Some(PASSWORD)));
+    ok_lines(&latchkey(&dir, &["user", "add", "dave"], Some(PASSWORD)));
+    // Without smtp_url an operator can still set a verified address.
+    let set = ok_lines(&latchkey(
+        &dir,
+        &[
+            "user",
+            "set-email",
+            "carol",
+            "Carol@Example.com",
+            "--verified",
+        ],
+        None,
+    ));
+    assert_eq!(set[0]["email"], "Carol@Example.com");
+    assert_eq!(set[0]["email_verified"], true);
+    let taken = failed(&latchkey(
+        &dir,
+        &[
+            "user",
+            "set-email",
+            "dave",
+            "Carol@EXAMPLE.COM",
+            "--verified",
+        ],
+        None,
+    ));
+    assert!(taken.contains("taken"), "{taken}");
+    failed(&latchkey(
+        &dir,
+        &["user", "set-email", "nobody", "a@example.com"],
+        None,
+    ));
+    failed(&latchkey(
+        &dir,
+        &["user", "set-email", "dave", "not an address"],
+        None,
+    ));
+    let no_smtp = failed(&latchkey(&dir, &["mail", "test", "ops@example.com"], None));
+    assert!(no_smtp.contains("smtp_url"), "{no_smtp}");
+
+    // A test mail with the current settings (here from the environment).
+    let sent = ok_lines(&latchkey_env(
+        &dir,
+        &["mail", "test", "ops@example.com"],
+        None,
+        &[
+            ("LATCHKEY_SMTP_URL", &smtp),
+            ("LATCHKEY_MAIL_FROM", "Ops <ops-bot@example.com>"),
+        ],
+    ));
+    assert_eq!(sent[0]["sent"], "ops@example.com");
+    let mail = sink
+        .wait_for("ops@example.com", 1, Duration::from_secs(5))
+        .await
+        .remove(0);
+    assert_eq!(mail.header("Subject").unwrap(), "latchkey test mail");
+    assert_eq!(mail.from, "ops-bot@example.com");
+    // A server that does not answer: a clear failure, non-zero.
+    let nobody = format!("smtp://127.0.0.1:{}", crate::helpers::free_port());
+    let down = failed(&latchkey(
+        &dir,
+        &["--smtp-url", &nobody, "mail", "test", "ops@example.com"],
+        None,
+    ));
+    assert!(down.contains("not sent"), "{down}");
+
+    // Unverified, with a server running: its sender mails the check.
+    let _server = Server::start(&dir, &["--smtp-url", &smtp]);
+    let set = ok_lines(&latchkey(
+        &dir,
+        &[
+            "--smtp-url",
+            &smtp,
+            "user",
+            "set-email",
+            "dave",
+            "dave@example.com",
+        ],
+        None,
+    ));
+    assert_eq!(set[0]["email_verified"], false);
+    let check = sink
+        .wait_for("dave@example.com", 1, Duration::from_secs(15))
+        .await
+        .remove(0);
+    assert_eq!(
+        check.header("Subject").unwrap(),
+        "Confirm your email address"
+    );
+}

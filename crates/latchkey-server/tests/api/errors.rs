@@ -38,6 +38,15 @@ fn cases() -> Vec<Case> {
         "x".repeat(255)
     );
     let long_password = format!(r#"{{"username":"bob","password":"{}"}}"#, "x".repeat(1025));
+    let long_email = format!(
+        r#"{{"username":"bob","password":"long enough","email":"{}@example.com"}}"#,
+        "a".repeat(250)
+    );
+    let long_login = format!(r#"{{"login":"{}"}}"#, "x".repeat(255));
+    let long_token = format!(
+        r#"{{"token":"{}","new_password":"long enough"}}"#,
+        "t".repeat(129)
+    );
     let huge = format!(
         r#"{{"username":"bob","password":"{}"}}"#,
         "x".repeat(70 * 1024)
@@ -141,6 +150,123 @@ fn cases() -> Vec<Case> {
             r#"{"username":"EXISTING","password":"long enough"}"#,
             S::CONFLICT,
         ),
+        json_case(
+            "register bad email",
+            "/v1/auth/register",
+            r#"{"username":"bob","password":"long enough","email":"not an address"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "register email of the wrong type",
+            "/v1/auth/register",
+            r#"{"username":"bob","password":"long enough","email":["a@b.c"]}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "register long email",
+            "/v1/auth/register",
+            &long_email,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "reset bad json",
+            "/v1/auth/password-reset",
+            "{\"login\"",
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "reset missing login",
+            "/v1/auth/password-reset",
+            "{}",
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "reset login of the wrong type",
+            "/v1/auth/password-reset",
+            r#"{"login":42}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "reset unknown field",
+            "/v1/auth/password-reset",
+            r#"{"login":"bob","email":"a@b.c"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "reset empty login",
+            "/v1/auth/password-reset",
+            r#"{"login":"  "}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "reset long login",
+            "/v1/auth/password-reset",
+            &long_login,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "confirm missing password",
+            "/v1/auth/password-reset/confirm",
+            r#"{"token":"abc"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "confirm short password",
+            "/v1/auth/password-reset/confirm",
+            r#"{"token":"abc","new_password":"1234567"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "confirm empty token",
+            "/v1/auth/password-reset/confirm",
+            r#"{"token":"","new_password":"long enough"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "confirm long token",
+            "/v1/auth/password-reset/confirm",
+            &long_token,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "confirm unknown token",
+            "/v1/auth/password-reset/confirm",
+            r#"{"token":"\u0000nope","new_password":"long enough"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "confirm null token",
+            "/v1/auth/password-reset/confirm",
+            r#"{"token":null,"new_password":"long enough"}"#,
+            S::BAD_REQUEST,
+        ),
+        Case {
+            name: "change email without a token",
+            method: Method::PUT,
+            path: "/v1/me/email",
+            content_type: Some("application/json"),
+            body: br#"{"email":"a@b.c","current_password":"x"}"#.to_vec(),
+            status: S::UNAUTHORIZED,
+            code: "invalid_token",
+        },
+        Case {
+            name: "verify email without a token",
+            method: Method::POST,
+            path: "/v1/me/email/verify",
+            content_type: Some("application/json"),
+            body: br#"{"token":"abc"}"#.to_vec(),
+            status: S::UNAUTHORIZED,
+            code: "invalid_token",
+        },
+        Case {
+            name: "reset form content type",
+            method: Method::POST,
+            path: "/v1/auth/password-reset",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: b"login=bob".to_vec(),
+            status: S::UNSUPPORTED_MEDIA_TYPE,
+            code: "invalid_request",
+        },
         Case {
             name: "64 KiB+",
             method: Method::POST,
@@ -222,6 +348,10 @@ fn cases() -> Vec<Case> {
         (Method::PATCH, "/v1/sessions"),
         (Method::TRACE, "/v1/me"),
         (Method::TRACE, "/v1/auth/login"),
+        (Method::GET, "/v1/auth/password-reset"),
+        (Method::GET, "/v1/auth/password-reset/confirm"),
+        (Method::DELETE, "/v1/me/email"),
+        (Method::GET, "/v1/me/email/verify"),
     ] {
         cases.push(Case {
             name: "wrong method",
@@ -238,7 +368,9 @@ fn cases() -> Vec<Case> {
 
 #[tokio::test]
 async fn malformed_requests_get_their_4xx_and_harm_nothing() {
-    let app = TestApp::spawn().await;
+    // With mail on, so that the recovery endpoints answer (nothing listens
+    // there: no mail is meant to go out).
+    let app = TestApp::spawn_with(&[("smtp_url", "smtp://127.0.0.1:9")]).await;
     let before = app.user_and_login("existing").await;
     for case in cases() {
         let mut req = app

@@ -455,3 +455,43 @@ async fn a_small_pool_serves_every_kind_of_operation() {
         .expect("no operation starved");
     assert!(node.audit_events().await.contains(&"logout".to_owned()));
 }
+
+#[tokio::test]
+async fn each_queued_mail_is_sent_by_one_node_only() {
+    let sink = crate::smtp::SmtpSink::start().await;
+    let smtp = sink.url();
+    let db = Database::new();
+    let cluster = nodes(&db, 5432, 2, &[("smtp_url", smtp.as_str())]).await;
+    let users: Vec<String> = (0..8).map(|i| format!("user{i}")).collect();
+    for name in &users {
+        assert_eq!(
+            cluster[0].register(name, PASSWORD).await.status(),
+            StatusCode::CREATED
+        );
+        cluster[0]
+            .service
+            .set_email(name, &format!("{name}@example.com"), true)
+            .await
+            .unwrap();
+    }
+    // Both nodes queue, and both senders look at the one outbox.
+    let asks = users.iter().enumerate().map(|(i, name)| {
+        cluster[i % 2]
+            .post("/v1/auth/password-reset")
+            .json(&serde_json::json!({ "login": name }))
+            .send()
+    });
+    for r in futures::future::join_all(asks).await {
+        assert_eq!(r.unwrap().status(), StatusCode::ACCEPTED);
+    }
+    for name in &users {
+        sink.wait_for(&format!("{name}@example.com"), 1, Duration::from_secs(20))
+            .await;
+    }
+    // Another poll of each sender: still one mail each.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for name in &users {
+        assert_eq!(sink.to(&format!("{name}@example.com")).len(), 1, "{name}");
+    }
+    assert_eq!(sink.messages().len(), users.len());
+}
