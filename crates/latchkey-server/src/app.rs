@@ -24,7 +24,8 @@ use crate::metrics::Metrics;
 /// How long requests in flight may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// How often the live-sessions gauge is recounted (a scrape never counts).
+/// How often, at most, the live-sessions gauge is recounted (a scrape never
+/// counts).
 const LIVE_SESSIONS_RECOUNT: Duration = Duration::from_secs(60);
 
 /// Opens the store named by `database_url` and brings its schema up to date.
@@ -206,14 +207,16 @@ impl Application {
         });
         let service = self.state.service.clone();
         let recounter = tokio::spawn(async move {
-            let first = tokio::time::Instant::now() + LIVE_SESSIONS_RECOUNT;
-            let mut tick = tokio::time::interval_at(first, LIVE_SESSIONS_RECOUNT);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut wait = LIVE_SESSIONS_RECOUNT;
             loop {
-                tick.tick().await;
+                tokio::time::sleep(wait).await;
+                let started = tokio::time::Instant::now();
                 if let Err(e) = service.recount_live_sessions().await {
                     tracing::warn!(error = %e, "live sessions not recounted");
                 }
+                // The count scans the sessions: on a large store it waits
+                // longer, so that it never takes more than 1% of the time.
+                wait = LIVE_SESSIONS_RECOUNT.max(started.elapsed() * 100);
             }
         });
         let service = self.state.service.clone();

@@ -46,6 +46,8 @@ pub struct SqliteSettings {
     /// keeps the B-trees' inner pages of a large store, and a refresh's
     /// compare-and-swap then reads only leaves.
     pub writer_cache_kib: u32,
+    /// How often the checkpointer copies the WAL into the database file.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for SqliteSettings {
@@ -56,6 +58,7 @@ impl Default for SqliteSettings {
             busy_timeout: Duration::from_secs(5),
             max_batch: 256,
             writer_cache_kib: 64 * 1024,
+            checkpoint_interval: Duration::from_millis(100),
         }
     }
 }
@@ -193,6 +196,24 @@ impl SqliteStore {
         writer
             .pragma_update(None, "cache_size", -i64::from(settings.writer_cache_kib))
             .map_err(store_error)?;
+        // Checkpoints are the checkpointer's (a file store); the writer's own
+        // are the fallback that bounds the WAL should it fall behind.
+        let autocheckpoint = if path.is_some() {
+            WAL_FALLBACK_PAGES
+        } else {
+            1000
+        };
+        writer
+            .pragma_update(None, "wal_autocheckpoint", autocheckpoint)
+            .map_err(store_error)?;
+        let checkpointer = match &path {
+            Some(path) => {
+                let conn = Connection::open(path).map_err(store_error)?;
+                configure(&conn, settings).map_err(store_error)?;
+                Some(conn)
+            }
+            None => None,
+        };
         let (jobs, queue) = mpsc::channel::<Job>();
         let secret_file = path.as_ref().map(|p| {
             let mut name = p.as_os_str().to_owned();
@@ -224,9 +245,23 @@ impl SqliteStore {
             },
         };
         let max_batch = settings.max_batch.max(1);
+        // The checkpointer stops when the writer does (its channel closes).
+        let (writer_alive, writer_gone) = mpsc::channel::<()>();
+        if let Some(conn) = checkpointer {
+            let every = settings.checkpoint_interval;
+            std::thread::Builder::new()
+                .name("latchkey-sqlite-checkpointer".into())
+                .spawn(move || checkpoint_loop(&conn, &writer_gone, every))
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot start the checkpointer: {e}"))
+                })?;
+        }
         std::thread::Builder::new()
             .name("latchkey-sqlite-writer".into())
-            .spawn(move || write_loop(&writer, &queue, max_batch))
+            .spawn(move || {
+                write_loop(&writer, &queue, max_batch);
+                drop(writer_alive);
+            })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok(Self {
             jobs: Mutex::new(Some(jobs)),
@@ -386,6 +421,34 @@ fn in_savepoint<T>(
 /// A statement without parameters, prepared once per connection.
 fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// WAL pages past which the checkpointer restarts the log (briefly holding
+/// writers back), so that it stays short under a write load that never
+/// pauses: 16 MiB.
+const WAL_RESTART_PAGES: i64 = 4_096;
+/// WAL pages past which the writer checkpoints itself, should the
+/// checkpointer fall behind: 64 MiB.
+const WAL_FALLBACK_PAGES: i64 = 16_384;
+
+/// Copies the WAL into the database file beside the writer, so that no
+/// commit waits for a checkpoint (the writer's own, after a commit, held
+/// every answer of its batch), and restarts the log when it grows long.
+fn checkpoint_loop(conn: &Connection, writer_gone: &mpsc::Receiver<()>, every: Duration) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = writer_gone.recv_timeout(every) {
+        let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(1)
+        });
+        let outcome = match passive {
+            Ok(log) if log >= WAL_RESTART_PAGES => conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                .map(drop),
+            other => other.map(drop),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "SQLite: checkpoint failed");
+        }
+    }
 }
 
 fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>, max_batch: usize) {

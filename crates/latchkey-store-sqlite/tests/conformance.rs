@@ -61,6 +61,49 @@ mod sqlite {
         assert_eq!(mode(&db), 0o600);
     }
 
+    /// Committed writes reach the database file itself without any commit
+    /// waiting for it: the checkpointer copies the WAL in the background,
+    /// long before the writer's own fallback (64 MiB of WAL) would.
+    #[tokio::test]
+    async fn the_checkpointer_copies_the_wal_into_the_database() {
+        use latchkey_core::audit::{AuditEvent, AuditRecord};
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("latchkey.db");
+        let url = format!("sqlite://{}", db.display());
+        let settings = SqliteSettings {
+            checkpoint_interval: std::time::Duration::from_millis(20),
+            ..SqliteSettings::default()
+        };
+        let store = SqliteStore::connect(&url, &settings).await.unwrap();
+        store.migrate().await.unwrap();
+        let at = time::OffsetDateTime::now_utc();
+        for _ in 0..500 {
+            let record = AuditRecord::new(AuditEvent::LoginFailed, at).ip("192.0.2.1");
+            store.append_audit(&record).await.unwrap();
+        }
+        // The database file alone (no WAL beside it) holds every row.
+        let copy = dir.path().join("copy.db");
+        let mut rows = 0;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            std::fs::copy(&db, &copy).unwrap();
+            let conn = rusqlite::Connection::open(&copy).unwrap();
+            rows = conn
+                .query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get::<_, i64>(0))
+                .unwrap_or(0);
+            if rows == 500 {
+                break;
+            }
+        }
+        assert_eq!(rows, 500);
+        // And the WAL stays short.
+        let wal = std::fs::metadata(dir.path().join("latchkey.db-wal"))
+            .unwrap()
+            .len();
+        assert!(wal < 16 << 20, "{wal} bytes of WAL");
+    }
+
     /// Runs `op` while the runtime's only blocking thread is held by a task
     /// that the other side of the join releases: `op` can finish only after
     /// that release if it runs on the blocking pool, and finishes at its first
