@@ -13,6 +13,10 @@ use crate::store::{DeadSessions, Pruned};
 
 /// Rows a prune statement deletes at most: a few milliseconds of the store.
 pub const PRUNE_BATCH: u32 = 2_000;
+/// Sessions a prune statement looks at: they are visited in id order, each
+/// a random page of a large store, so fewer than the rows of the tables
+/// pruned in time order (10M sessions on SQLite: 27 ms a window at 2,000).
+pub const SESSION_PRUNE_WINDOW: u32 = 256;
 
 impl Service {
     /// Counts the live sessions of all users (a scan of the sessions
@@ -48,7 +52,7 @@ impl Service {
             let batch = timed(
                 &mut pruned,
                 self.store
-                    .prune_sessions(dead, after.as_deref(), PRUNE_BATCH),
+                    .prune_sessions(dead, after.as_deref(), SESSION_PRUNE_WINDOW),
             )
             .await?;
             pruned.sessions += batch.deleted;
