@@ -31,6 +31,7 @@
 #   LIVE         sessions driven on the big store (default 100000)
 #   DURATION     seconds measured per scenario (default 20)
 #   CONNECTIONS  keep-alive connections of the load (default 32)
+#   PRUNE_TURN   0 skips the prune's turn (default 1)
 #   RESULTS      also copy the raw JSON lines to this file
 #   CARGO_TARGET_DIR  where cargo builds (default: the workspace's target/)
 #
@@ -46,6 +47,7 @@ SESSIONS="${SESSIONS:-10000000}"
 LIVE="${LIVE:-100000}"
 DURATION="${DURATION:-20}"
 CONNECTIONS="${CONNECTIONS:-32}"
+PRUNE_TURN="${PRUNE_TURN:-1}"
 # The prune's summary is an info line of latchkey_server::app.
 SERVER_LOG="${SERVER_LOG:-warn,latchkey_server::app=info}"
 # shellcheck source=scripts/lib/latchkey.sh
@@ -128,7 +130,7 @@ for engine in $ENGINES; do
         log "waiting for the start-up prune: $(wait_pruned)"
         drive "$engine" "$store" "$tokens" "$sessions" "$DB_URL"
         stop_server
-        if [ "$store" = 10M ]; then
+        if [ "$store" = 10M ] && [ "$PRUNE_TURN" != 0 ]; then
             log "$(engine_name "$engine") $store: the prune's turn"
             dead="$("$BENCH" scale expire --database-url "$DB_URL")"
             start_server "$engine" "$DB_URL" "$(free_port)"

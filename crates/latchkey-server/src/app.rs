@@ -50,6 +50,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         } else {
             Durability::Normal
         },
+        writer_cache_kib: config.sqlite_cache_mib.saturating_mul(1024),
         ..SqliteSettings::default()
     };
     let store = SqliteStore::connect(&config.database_url, &settings)

@@ -93,8 +93,27 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let queue: Queue = Arc::new(Mutex::new(entries.into()));
     // A steady state, as a server that has run for a while sees it: every
     // session refreshed once (which gives each an access token).
-    one_pass(&endpoint, &origin, &queue, args.connections).await?;
+    one_pass(
+        &endpoint,
+        &origin,
+        &queue,
+        args.connections,
+        ScaleScenario::Refresh,
+    )
+    .await?;
     for scenario in &args.scenario {
+        if *scenario == ScaleScenario::Me {
+            // Each access token checked once, as by a server that has seen
+            // them all before (it keeps them until they expire).
+            one_pass(
+                &endpoint,
+                &origin,
+                &queue,
+                args.connections,
+                ScaleScenario::Me,
+            )
+            .await?;
+        }
         let report = measure(&args, &endpoint, &origin, &queue, *scenario).await?;
         eprintln!(
             "{} {} {:?}: {:.0} req/s, p50 {} us, p99 {} us, server CPU {:?} us/req, db CPU {:?} us/req, RSS {:?} MiB, {} errors, {} lost",
@@ -203,16 +222,17 @@ async fn me(conn: &mut Conn, entry: &mut Entry) -> Result<Outcome> {
     })
 }
 
-/// Refreshes, unmeasured, every session once.
+/// Sends `scenario`'s request, unmeasured, for every session once.
 async fn one_pass(
     endpoint: &Endpoint,
     origin: &HeaderValue,
     queue: &Queue,
     connections: usize,
+    scenario: ScaleScenario,
 ) -> Result<()> {
     let pending: Arc<Mutex<Vec<Entry>>> = Arc::new(Mutex::new(lock(queue)?.drain(..).collect()));
     let total = pending.lock().map_err(|_| anyhow!("poisoned"))?.len();
-    eprintln!("refreshing each of the {total} sessions once");
+    eprintln!("{scenario:?} for each of the {total} sessions once");
     let mut tasks = JoinSet::new();
     for _ in 0..connections {
         let (endpoint, origin) = (endpoint.clone(), origin.clone());
@@ -223,10 +243,14 @@ async fn one_pass(
                 let Some(mut entry) = pending.lock().map_err(|_| anyhow!("poisoned"))?.pop() else {
                     break;
                 };
-                match refresh(&mut conn, &origin, &mut entry).await? {
+                let outcome = match scenario {
+                    ScaleScenario::Refresh => refresh(&mut conn, &origin, &mut entry).await?,
+                    ScaleScenario::Me => me(&mut conn, &mut entry).await?,
+                };
+                match outcome {
                     Outcome::Ok => lock(&queue)?.push_back(entry),
                     Outcome::Lost(_) => {}
-                    Outcome::Failed(why) => bail!("refresh of the first pass: {why}"),
+                    Outcome::Failed(why) => bail!("{scenario:?} of the first pass: {why}"),
                 }
             }
             Ok::<_, anyhow::Error>(())

@@ -60,7 +60,6 @@ impl Service {
                 Some(next) => after = Some(next),
                 None => break,
             }
-            tokio::task::yield_now().await;
         }
         let failures_before = now - self.policy.login_window;
         loop {
@@ -103,10 +102,15 @@ impl Service {
     }
 }
 
-/// Runs one batch, keeping the longest time a batch took.
+/// Runs one batch, keeping the longest time a batch took, then rests as
+/// long as it took: the prune has at most half of the store's time, and
+/// requests the other half, however much there is to delete (5 million
+/// dead sessions at full speed tripled SQLite's refresh p99).
 async fn timed<T>(pruned: &mut Pruned, batch: impl Future<Output = T>) -> T {
     let started = Instant::now();
     let out = batch.await;
-    pruned.longest_batch = pruned.longest_batch.max(started.elapsed());
+    let took = started.elapsed();
+    pruned.longest_batch = pruned.longest_batch.max(took);
+    tokio::time::sleep(took).await;
     out
 }

@@ -76,6 +76,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// SQLite `synchronous=FULL` instead of `NORMAL`.
     pub sqlite_synchronous_full: bool,
+    /// The SQLite writer's page cache, in MiB.
+    pub sqlite_cache_mib: u32,
     /// How often dead sessions and old audit rows are deleted.
     pub prune_interval: Duration,
     /// PostgreSQL pool: connections per node, wait for one, per statement.
@@ -119,6 +121,7 @@ impl Default for Config {
             master_key_file: None,
             log_format: LogFormat::Text,
             sqlite_synchronous_full: false,
+            sqlite_cache_mib: 64,
             prune_interval: Duration::from_secs(3600),
             database_max_connections: 16,
             database_acquire_timeout: Duration::from_secs(5),
@@ -238,6 +241,8 @@ pub const SETTINGS: &[Setting] = &[
             _ => return Err("must be normal or full".into()),
         }
     }),
+    setting!("sqlite_cache_mib", |c, v| c.sqlite_cache_mib =
+        whole(v, 2, 65_536)?),
     setting!("password_queue", |c, v| c.policy.password_queue =
         whole(v, 0, 1_000_000)?),
     setting!("prune_interval", |c, v| {

@@ -152,6 +152,17 @@ fn postgres_needs_an_explicit_issuer() {
 }
 
 #[test]
+fn the_sqlite_cache_is_bounded() {
+    assert_eq!(Config::from_raw(&raw(&[])).unwrap().sqlite_cache_mib, 64);
+    let big = Config::from_raw(&raw(&[("sqlite_cache_mib", "1024")])).unwrap();
+    assert_eq!(big.sqlite_cache_mib, 1024);
+    for bad in ["1", "65537", "-5", "64MiB"] {
+        let e = Config::from_raw(&raw(&[("sqlite_cache_mib", bad)])).unwrap_err();
+        assert_eq!(e.setting, "sqlite_cache_mib", "{bad}");
+    }
+}
+
+#[test]
 fn each_setting_is_one_row() {
     let mut names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
     names.sort_unstable();
