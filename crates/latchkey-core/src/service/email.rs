@@ -7,7 +7,7 @@ use crate::audit::{AuditEvent, AuditRecord};
 use crate::error::ServiceError;
 use crate::mail::{token_hash, EmailAddress, EmailRecord, TokenPurpose};
 use crate::store::{StoreError, UserRecord};
-use crate::validate::{LoginPassword, Username};
+use crate::validate::LoginPassword;
 
 impl Service {
     /// Stores an unverified address and, with mail configured, mails it a
@@ -58,31 +58,15 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let address = EmailAddress::parse(email)?;
         let current = LoginPassword::parse(current_password)?;
-        let username = Username::parse(&auth.user.username)?;
-        let hashing = self.hasher.admit()?;
-        let rate_key = Self::rate_key(&username, ctx);
-        let now = self.now();
-        self.reserve_attempt(&rate_key, now, ctx).await?;
-        let user = self
-            .store
-            .user_by_id(&auth.user.id)
-            .await?
-            .ok_or(ServiceError::InvalidToken("unknown user"))?;
-        let verified = hashing
-            .verify(current.expose(), Some(&user.password_hash))
-            .await?;
-        drop(hashing);
-        if !verified.matched {
-            self.audit(
-                AuditRecord::new(AuditEvent::PasswordChangeFailed, now)
-                    .user(&user.id)
-                    .ip(&ctx.ip)
-                    .detail("wrong current password on an email change"),
+        // The hashing slot is not needed after the check: let go at once.
+        let (user, _) = self
+            .confirm_current_password(
+                auth,
+                &current,
+                ctx,
+                Some("wrong current password on an email change"),
             )
-            .await;
-            return Err(ServiceError::WrongCurrentPassword);
-        }
-        self.store.clear_login_failures(&rate_key).await?;
+            .await?;
         let unchanged = user
             .email
             .as_ref()

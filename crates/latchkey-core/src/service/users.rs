@@ -6,6 +6,7 @@ use crate::audit::{AuditEvent, AuditRecord};
 use crate::error::ServiceError;
 use crate::ids::UserId;
 use crate::mail::EmailAddress;
+use crate::password::Admitted;
 use crate::store::{RevokeScope, StoreError, UserRecord};
 use crate::validate::{LoginPassword, NewPassword, Username};
 
@@ -143,17 +144,17 @@ impl Service {
         Ok(())
     }
 
-    /// `POST /v1/me/password`: checks the current password (an attempt of
-    /// the login limit), sets the new one and revokes every other session.
-    pub async fn change_password(
+    /// The caller's current password, checked as an attempt of the login
+    /// limit: a wrong one is audited (with `detail`) and counts, a right one
+    /// clears the count. Answers the user and the hashing slot it held,
+    /// kept for the hash of a new password.
+    pub(super) async fn confirm_current_password(
         &self,
         auth: &Authenticated,
-        current: &str,
-        new: &str,
+        current: &LoginPassword,
         ctx: &RequestContext,
-    ) -> Result<(), ServiceError> {
-        let current = LoginPassword::parse(current)?;
-        let new = NewPassword::parse(new)?;
+        detail: Option<&str>,
+    ) -> Result<(UserRecord, Admitted), ServiceError> {
         let username = Username::parse(&auth.user.username)?;
         let hashing = self.hasher.admit()?;
         let rate_key = Self::rate_key(&username, ctx);
@@ -168,15 +169,34 @@ impl Service {
             .verify(current.expose(), Some(&user.password_hash))
             .await?;
         if !verified.matched {
-            self.audit(
-                AuditRecord::new(AuditEvent::PasswordChangeFailed, now)
-                    .user(&user.id)
-                    .ip(&ctx.ip),
-            )
-            .await;
+            let mut record = AuditRecord::new(AuditEvent::PasswordChangeFailed, now)
+                .user(&user.id)
+                .ip(&ctx.ip);
+            if let Some(detail) = detail {
+                record = record.detail(detail);
+            }
+            self.audit(record).await;
             return Err(ServiceError::WrongCurrentPassword);
         }
         self.store.clear_login_failures(&rate_key).await?;
+        Ok((user, hashing))
+    }
+
+    /// `POST /v1/me/password`: checks the current password (an attempt of
+    /// the login limit), sets the new one and revokes every other session.
+    pub async fn change_password(
+        &self,
+        auth: &Authenticated,
+        current: &str,
+        new: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), ServiceError> {
+        let current = LoginPassword::parse(current)?;
+        let new = NewPassword::parse(new)?;
+        let (user, hashing) = self
+            .confirm_current_password(auth, &current, ctx, None)
+            .await?;
+        let now = self.now();
         let hash = hashing.hash(new.expose()).await?;
         let scope = RevokeScope::User {
             user_id: &user.id,
