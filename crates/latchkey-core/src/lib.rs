@@ -4,6 +4,7 @@
 //! service keeps every rule of sessions, rotation, reuse and keys, and talks
 //! to storage only through the [`store::Store`] trait.
 
+pub mod amr;
 pub mod audit;
 pub mod clock;
 pub mod crypto;

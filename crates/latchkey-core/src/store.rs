@@ -66,6 +66,11 @@ pub struct SessionRecord {
     pub revoked_reason: Option<String>,
     pub user_agent: Option<String>,
     pub ip: String,
+    /// How the login that opened it was made (RFC 8176, see [`crate::amr`]);
+    /// a refresh keeps it.
+    pub amr: Vec<String>,
+    /// When that login was made (its last step); a refresh keeps it.
+    pub auth_time: OffsetDateTime,
 }
 
 /// A signing key as the store keeps it.
@@ -121,6 +126,8 @@ impl fmt::Debug for SessionRecord {
             .field("revoked_reason", &self.revoked_reason)
             .field("user_agent", &self.user_agent)
             .field("ip", &self.ip)
+            .field("amr", &self.amr)
+            .field("auth_time", &self.auth_time)
             .finish()
     }
 }
@@ -560,6 +567,8 @@ mod tests {
             revoked_reason: None,
             user_agent: None,
             ip: "192.0.2.1".into(),
+            amr: vec!["pwd".into()],
+            auth_time: at,
         };
         let key = KeyRecord {
             kid: "k".into(),

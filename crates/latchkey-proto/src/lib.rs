@@ -87,6 +87,10 @@ pub struct Session {
     pub ip: String,
     /// True for the session of the calling token.
     pub current: bool,
+    /// How its login was made (RFC 8176): `["pwd"]`, `["pwd", "otp"]`, ...
+    pub amr: Vec<String>,
+    /// When that login was made, RFC 3339.
+    pub auth_time: String,
 }
 
 /// `GET /v1/sessions` answer.
@@ -144,6 +148,13 @@ pub struct AccessClaims {
     pub client_id: String,
     /// Space-separated, always present, may be empty.
     pub scope: String,
+    /// How the session's login was made (RFC 8176); absent without a session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// When that login was made (seconds since the epoch); absent without a
+    /// session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 /// A public key of the JWKS (RFC 7517), never with private members.
@@ -209,6 +220,12 @@ pub struct Introspection {
     /// `Bearer` for an access token, absent for a refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// How the session's login was made (RFC 8176), for a token of a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// When that login was made (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 /// `GET /.well-known/oauth-authorization-server` answer (RFC 8414).

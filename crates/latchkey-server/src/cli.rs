@@ -280,6 +280,8 @@ fn session_json(s: &SessionView) -> serde_json::Value {
         "expires_at": rfc3339(s.expires_at),
         "user_agent": s.user_agent,
         "ip": s.ip,
+        "amr": s.amr,
+        "auth_time": rfc3339(s.auth_time),
     })
 }
 

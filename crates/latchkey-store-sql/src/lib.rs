@@ -156,7 +156,7 @@ macro_rules! session_cols {
     () => {
         "s.id, s.user_id, s.client_id, s.scope, s.salt, s.generation, s.rotated_at, \
          s.created_at, s.last_used_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
-         s.user_agent, s.ip"
+         s.user_agent, s.ip, s.amr, s.auth_time"
     };
 }
 
@@ -186,7 +186,7 @@ macro_rules! client_cols {
 }
 
 /// How many columns [`session_cols!`] names: a joined row's user starts there.
-pub const SESSION_COLUMNS: usize = 14;
+pub const SESSION_COLUMNS: usize = 16;
 
 /// A user, from the columns of [`user_cols!`].
 pub fn user_of<S, C: Columns<S>>(row: &C) -> Result<UserRecord, C::Error> {
@@ -221,21 +221,33 @@ fn user_at<S, C: Columns<S>>(row: &C, first: usize) -> Result<UserRecord, C::Err
 /// row: the table's own order is the list's).
 pub fn session_of<S, C: Columns<S>>(row: &C) -> Result<SessionRecord, C::Error> {
     let mut col = Cursor::at(row, 0);
+    let (id, user_id, client_id, scope, salt) = (
+        col.text()?,
+        col.text()?,
+        col.text()?,
+        col.text()?,
+        col.bytes()?,
+    );
+    let (generation, rotated_at, created_at) =
+        (col.counter("generation")?, col.opt_time()?, col.time()?);
     Ok(SessionRecord {
-        id: SessionId::from(col.text()?),
-        user_id: UserId::from(col.text()?),
-        client_id: col.text()?,
-        scope: col.text()?,
-        salt: col.bytes()?,
-        generation: col.counter("generation")?,
-        rotated_at: col.opt_time()?,
-        created_at: col.time()?,
+        id: SessionId::from(id),
+        user_id: UserId::from(user_id),
+        client_id,
+        scope,
+        salt,
+        generation,
+        rotated_at,
+        created_at,
         last_used_at: col.time()?,
         absolute_expires_at: col.time()?,
         revoked_at: col.opt_time()?,
         revoked_reason: col.opt_text()?,
         user_agent: col.opt_text()?,
         ip: col.text()?,
+        amr: latchkey_core::amr::split(&col.text()?),
+        // NULL: a session older than the column, opened by its login.
+        auth_time: col.opt_time()?.unwrap_or(created_at),
     })
 }
 

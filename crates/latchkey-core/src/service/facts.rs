@@ -121,6 +121,8 @@ mod tests {
             revoked_reason: None,
             user_agent: None,
             ip: String::new(),
+            amr: vec!["pwd".into()],
+            auth_time: at,
         };
         (session, user)
     }

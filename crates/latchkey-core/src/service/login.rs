@@ -8,12 +8,13 @@ use ipnet::Ipv6Net;
 use time::OffsetDateTime;
 
 use super::{round_up_secs, Issued, RequestContext, Service, UserView};
+use crate::amr;
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::crypto::random_bytes;
 use crate::error::ServiceError;
 use crate::ids::SessionId;
 use crate::policy::WEB_CLIENT_ID;
-use crate::store::{LoginAttempt, LoginLimit, SessionRecord};
+use crate::store::{LoginAttempt, LoginLimit, SessionRecord, UserRecord};
 use crate::validate::{LoginPassword, Username};
 
 /// Bytes of a session's random salt (part of every refresh token's MAC).
@@ -82,13 +83,13 @@ impl Service {
         ctx: &RequestContext,
     ) -> Result<Issued, ServiceError> {
         let scope = self.policy.default_scope.clone();
-        self.open_session(username, password, ctx, WEB_CLIENT_ID, scope)
+        self.password_login(username, password, ctx, WEB_CLIENT_ID, scope)
             .await
     }
 
     /// Checks the password and opens a session for `client_id` with `scope`
     /// (the `/v1` login and the password grant).
-    pub(super) async fn open_session(
+    pub(super) async fn password_login(
         &self,
         username: &str,
         password: &str,
@@ -130,6 +131,24 @@ impl Service {
             }
         }
         drop(hashing);
+        self.open_session(user, client_id, scope, amr::of(&[amr::PWD]), ctx)
+            .await
+    }
+
+    /// Opens a session of `client_id` with `scope` for `user`, whose login
+    /// was just made by the methods `amr` (RFC 8176): every way in (a
+    /// password, a second factor, a passkey) ends here. The session opens
+    /// only while the user is enabled and still at the `password_version`
+    /// of `user` as it was read for the check.
+    pub(super) async fn open_session(
+        &self,
+        user: UserRecord,
+        client_id: &str,
+        scope: String,
+        amr: Vec<String>,
+        ctx: &RequestContext,
+    ) -> Result<Issued, ServiceError> {
+        let now = self.now();
         let session = SessionRecord {
             id: SessionId::random(),
             user_id: user.id.clone(),
@@ -145,6 +164,8 @@ impl Service {
             revoked_reason: None,
             user_agent: ctx.user_agent.clone(),
             ip: ctx.ip.clone(),
+            amr,
+            auth_time: now,
         };
         // The password checked may have changed (or the user been disabled)
         // while it was being hashed: then this login opens nothing.
@@ -166,7 +187,8 @@ impl Service {
             AuditRecord::new(AuditEvent::LoginSucceeded, now)
                 .user(&user.id)
                 .session(&session.id)
-                .ip(&ctx.ip),
+                .ip(&ctx.ip)
+                .detail(format!("amr {}", amr::join(&session.amr))),
         )
         .await;
         self.facts.insert(&session, &user);

@@ -145,7 +145,7 @@ impl Service {
         ctx: &RequestContext,
     ) -> Result<Issued, ServiceError> {
         let scope = grant_scope(scope, &client.scope)?;
-        self.open_session(username, password, ctx, &client.id, scope)
+        self.password_login(username, password, ctx, &client.id, scope)
             .await
     }
 
@@ -245,6 +245,8 @@ impl Service {
                 scope: Some(session.scope.clone()),
                 client_id: Some(session.client_id.clone()),
                 username: Some(found.user.username.clone()),
+                amr: Some(session.amr.clone()),
+                auth_time: Some(session.auth_time.unix_timestamp()),
                 ..inactive
             });
         }
@@ -285,6 +287,8 @@ impl Service {
             client_id: Some(claims.client_id),
             username,
             token_type: Some("Bearer".into()),
+            amr: (!claims.amr.is_empty()).then_some(claims.amr),
+            auth_time: claims.auth_time,
         })
     }
 

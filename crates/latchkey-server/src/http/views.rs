@@ -33,5 +33,7 @@ pub fn session(s: &SessionView, current_sid: Option<&SessionId>) -> Session {
         user_agent: s.user_agent.clone(),
         ip: s.ip.clone(),
         current: current_sid == Some(&s.id),
+        amr: s.amr.clone(),
+        auth_time: rfc3339(s.auth_time),
     }
 }

@@ -200,10 +200,13 @@ async fn sessions_list_the_live_devices_with_the_current_one_marked() {
         time::Duration::days(7)
     );
     assert_eq!(sessions[1]["current"], true);
-    for key in ["created_at", "last_used_at", "expires_at"] {
+    for key in ["created_at", "last_used_at", "expires_at", "auth_time"] {
         assert!(phone_row[key].as_str().unwrap().ends_with('Z'));
     }
-    assert_eq!(phone_row.as_object().unwrap().len(), 7);
+    // How it logged in, and when.
+    assert_eq!(phone_row["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(phone_row["auth_time"], phone_row["created_at"]);
+    assert_eq!(phone_row.as_object().unwrap().len(), 9);
 
     // Revoke one's own other device; another user's session is not found.
     let r = app
