@@ -12,6 +12,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod mail;
+pub mod mfa;
 pub mod password;
 pub mod policy;
 pub mod refresh;

@@ -46,6 +46,7 @@ async fn user_and_session(store: &dyn Store) -> SessionRecord {
         created_at: at(0),
         disabled_at: None,
         email: None,
+        second_factors: Default::default(),
     };
     store.create_user(&user).await.unwrap();
     let session = SessionRecord {

@@ -17,6 +17,7 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::clock::{from_unix_millis, unix_millis};
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::mail::EmailRecord;
+use latchkey_core::mfa::SecondFactors;
 use latchkey_core::store::{
     ClientRecord, LoginAttempt, RevocationRecord, Revoked, SessionRecord, SessionWithUser,
     UserRecord,
@@ -25,8 +26,10 @@ use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
 
 mod mail;
+mod mfa;
 
 pub use mail::{mail_token_of, outbox_of};
+pub use mfa::{mfa_login_of, totp_of};
 
 /// An instant as the stores keep it: milliseconds since the Unix epoch.
 pub fn ms(t: OffsetDateTime) -> i64 {
@@ -141,12 +144,16 @@ impl<'r, S, C: Columns<S>> Cursor<'r, S, C> {
 
 /// The columns [`user_of`] reads, from `users u`. The user's `id` and
 /// `created_at` are aliased so that one row can hold a session and its user
-/// (see [`session_cols!`]).
+/// (see [`session_cols!`]). Whether TOTP is on and how many passkeys the
+/// user has come with it (two index probes), so that a login and
+/// `GET /v1/me` stay one read.
 #[macro_export]
 macro_rules! user_cols {
     () => {
         "u.id AS u_id, u.username, u.username_key, u.password_hash, u.password_version, \
-         u.created_at AS u_created_at, u.disabled_at, u.email, u.email_key, u.email_verified_at"
+         u.created_at AS u_created_at, u.disabled_at, u.email, u.email_key, u.email_verified_at, \
+         EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) \
+         AS totp_on, (SELECT COUNT(*) FROM passkeys p WHERE p.user_id = u.id) AS passkeys"
     };
 }
 
@@ -213,6 +220,10 @@ fn user_at<S, C: Columns<S>>(row: &C, first: usize) -> Result<UserRecord, C::Err
                 }),
                 _ => None,
             }
+        },
+        second_factors: SecondFactors {
+            totp: col.flag()?,
+            passkeys: col.counter("passkeys")?,
         },
     })
 }
@@ -414,6 +425,8 @@ mod tests {
             .with(Value::Null)
             .with(Value::Null)
             .with(Value::Null)
+            .with(Value::Int(1))
+            .with(Value::Int(2))
     }
 
     #[test]
@@ -429,6 +442,10 @@ mod tests {
                 created_at: from_unix_millis(1_800_000_000_250),
                 disabled_at: None,
                 email: None,
+                second_factors: SecondFactors {
+                    totp: true,
+                    passkeys: 2,
+                },
             })
         );
     }

@@ -35,6 +35,7 @@ pub(crate) fn user(username: &str, created: i64) -> UserRecord {
         created_at: at(created),
         disabled_at: None,
         email: None,
+        second_factors: Default::default(),
     }
 }
 

@@ -105,6 +105,7 @@ mod tests {
             created_at: at,
             disabled_at: None,
             email: None,
+            second_factors: Default::default(),
         };
         let session = SessionRecord {
             id: SessionId::from(format!("s{i}")),
