@@ -24,6 +24,81 @@ pub struct Me {
     pub email: Option<String>,
     /// Whether that address was confirmed by its mailed token.
     pub email_verified: bool,
+    /// The second factors the account has.
+    pub mfa: MfaStatus,
+}
+
+/// The second factors of an account, as `GET /v1/me` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MfaStatus {
+    /// TOTP is on: a password login asks for a code.
+    pub totp: bool,
+    /// Passkeys registered.
+    pub passkeys: u64,
+}
+
+/// `POST /v1/me/totp` answer: a new secret, waiting for its first code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TotpEnrolment {
+    /// The secret, base32 without padding, for typing into an app.
+    pub secret: String,
+    /// `otpauth://totp/ISSUER:USERNAME?secret=...&issuer=ISSUER`, for a QR code.
+    pub otpauth_uri: String,
+}
+
+/// `POST /v1/me/totp/confirm` body: the app's current code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirmation {
+    pub code: String,
+}
+
+/// `POST /v1/me/totp/confirm` answer, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryCodes {
+    /// Ten codes, each good once in place of a TOTP code.
+    pub recovery_codes: Vec<String>,
+}
+
+/// `DELETE /v1/me/totp` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpRemoval {
+    pub current_password: String,
+}
+
+/// `POST /v1/auth/login` answer when the user has TOTP on: no cookie yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always true.
+    pub mfa_required: bool,
+    /// For `POST /v1/auth/mfa`, within 5 minutes.
+    pub mfa_token: String,
+    /// `["totp", "recovery_code"]`.
+    pub methods: Vec<String>,
+}
+
+/// `POST /v1/auth/mfa` body: the `mfa_token` and exactly one of `code`
+/// (TOTP) or `recovery_code`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaLogin {
+    pub mfa_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_code: Option<String>,
+}
+
+/// The token endpoint's 403 for a password grant whose user has TOTP on:
+/// an error body with the `mfa_token` for the grant
+/// `urn:latchkey:params:oauth:grant-type:mfa`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MfaRequiredError {
+    /// `mfa_required`.
+    pub error: String,
+    pub error_description: String,
+    pub mfa_token: String,
 }
 
 /// `POST /v1/auth/register` body: a login's credentials and, optionally,

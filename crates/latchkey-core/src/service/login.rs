@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::Ipv6Net;
 use time::OffsetDateTime;
 
-use super::{round_up_secs, Issued, RequestContext, Service, UserView};
+use super::{round_up_secs, Issued, LoginOutcome, RequestContext, Service, UserView};
 use crate::amr;
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::crypto::random_bytes;
@@ -75,20 +75,21 @@ impl Service {
     }
 
     /// `POST /v1/auth/login`: checks the password and opens a session of
-    /// the `web` client.
+    /// the `web` client, or asks for the second factor.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         ctx: &RequestContext,
-    ) -> Result<Issued, ServiceError> {
+    ) -> Result<LoginOutcome, ServiceError> {
         let scope = self.policy.default_scope.clone();
         self.password_login(username, password, ctx, WEB_CLIENT_ID, scope)
             .await
     }
 
     /// Checks the password and opens a session for `client_id` with `scope`
-    /// (the `/v1` login and the password grant).
+    /// (the `/v1` login and the password grant); for a user with TOTP on,
+    /// the session waits for the second step instead.
     pub(super) async fn password_login(
         &self,
         username: &str,
@@ -96,7 +97,7 @@ impl Service {
         ctx: &RequestContext,
         client_id: &str,
         scope: String,
-    ) -> Result<Issued, ServiceError> {
+    ) -> Result<LoginOutcome, ServiceError> {
         let username = Username::parse(username)?;
         let password = LoginPassword::parse(password)?;
         // The queue first: past it, an attempt costs nothing, not even a row.
@@ -122,7 +123,13 @@ impl Service {
                 return Err(ServiceError::InvalidCredentials);
             }
         };
-        self.store.clear_login_failures(&rate_key).await?;
+        let second_step = user.second_factors.totp;
+        // With a second factor to come, the attempt stays counted until it
+        // is given: else each right password would clear the count, and
+        // the codes tried in between would never add up to the limit.
+        if !second_step {
+            self.store.clear_login_failures(&rate_key).await?;
+        }
         if verified.needs_rehash {
             if let Ok(hash) = hashing.hash(password.expose()).await {
                 self.store
@@ -131,8 +138,14 @@ impl Service {
             }
         }
         drop(hashing);
-        self.open_session(user, client_id, scope, amr::of(&[amr::PWD]), ctx)
-            .await
+        if second_step {
+            let challenge = self.mfa_challenge(&user, client_id, scope, ctx).await?;
+            return Ok(LoginOutcome::MfaRequired(challenge));
+        }
+        let issued = self
+            .open_session(user, client_id, scope, amr::of(&[amr::PWD]), ctx)
+            .await?;
+        Ok(LoginOutcome::Session(Box::new(issued)))
     }
 
     /// Opens a session of `client_id` with `scope` for `user`, whose login

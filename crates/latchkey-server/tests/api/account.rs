@@ -14,10 +14,15 @@ async fn me_takes_the_header_or_the_cookie_and_the_header_wins() {
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["username"], "alice");
-    // The user, and the account's address (API.md §11): none yet.
-    assert_eq!(body.as_object().unwrap().len(), 5, "{body}");
+    // The user, the account's address (API.md §11) and second factors
+    // (§10): none yet.
+    assert_eq!(body.as_object().unwrap().len(), 6, "{body}");
     assert_eq!(body["email"], Value::Null);
     assert_eq!(body["email_verified"], false);
+    assert_eq!(
+        body["mfa"],
+        serde_json::json!({ "totp": false, "passkeys": 0 })
+    );
     let by_cookie: Value = app
         .get("/v1/me")
         .header("cookie", format!("accessToken={}", bob.access))

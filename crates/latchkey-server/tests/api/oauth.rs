@@ -83,7 +83,12 @@ async fn the_metadata_names_every_endpoint() {
     }
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["password", "refresh_token", "client_credentials"])
+        serde_json::json!([
+            "password",
+            "refresh_token",
+            "client_credentials",
+            "urn:latchkey:params:oauth:grant-type:mfa"
+        ])
     );
     let methods = doc["token_endpoint_auth_methods_supported"]
         .as_array()
