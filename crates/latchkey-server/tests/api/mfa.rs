@@ -726,3 +726,92 @@ async fn starting_an_enrolment_takes_no_body() {
         .unwrap()
         .starts_with("otpauth://totp/"));
 }
+
+/// A resource server with `latchkey-verify` (RFC 9470): a route that wants
+/// a second factor, another a login of the last 2 seconds; refused with the
+/// challenge that says so, then let through after a fitting login.
+#[tokio::test]
+async fn a_resource_server_asks_for_more_and_a_new_login_gives_it() {
+    use axum::routing::post;
+    use latchkey_verify::{Claims, Rejection, Verifier};
+
+    let app = TestApp::spawn().await;
+    let started = std::time::Instant::now();
+    let verifier = Verifier::builder()
+        .issuer(&app.url)
+        .audience(&app.url)
+        .jwks_url(format!("{}/.well-known/jwks.json", app.url))
+        .build()
+        .unwrap();
+    let api = axum::Router::new()
+        .route("/billing", post(|| async { "billed" }))
+        .route_layer(verifier.layer().require_amr("otp"))
+        .merge(
+            axum::Router::new()
+                .route(
+                    "/posts/delete",
+                    post(|claims: Claims| async move {
+                        claims.require_auth_within(Duration::from_secs(2))?;
+                        Ok::<_, Rejection>("deleted")
+                    }),
+                )
+                .route_layer(verifier.layer()),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+    let call = |path: &'static str, token: String| {
+        let client = app.client.clone();
+        let url = format!("{api_url}{path}");
+        async move { client.post(url).bearer_auth(token).send().await.unwrap() }
+    };
+
+    // A password alone: no second factor.
+    let carol = app.user_and_login("carol").await;
+    let r = call("/billing", carol.access.clone()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        r#"Bearer error="insufficient_user_authentication", error_description="a login with otp is required", acr_values="otp""#
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_user_authentication");
+    assert_eq!(
+        call("/posts/delete", carol.access.clone()).await.status(),
+        StatusCode::OK
+    );
+
+    // The login grows old (the test clock stands still meanwhile).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = call("/posts/delete", carol.access.clone()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.starts_with(r#"Bearer error="insufficient_user_authentication""#)
+            && challenge.ends_with(r#"max_age="2""#),
+        "{challenge}"
+    );
+    // A refresh does not make it new again; a login does.
+    app.advance(started.elapsed());
+    let refreshed = app.refresh(&carol.refresh).await;
+    assert_eq!(
+        call("/posts/delete", refreshed.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let again = app.login("carol").await;
+    assert_eq!(
+        call("/posts/delete", again.access).await.status(),
+        StatusCode::OK
+    );
+
+    // With TOTP and its second step, the route that wants it lets through.
+    let (phone, _, _) = app.user_with_totp("dave").await;
+    let token = app.mfa_token("dave").await;
+    let r = app
+        .second_step(json!({ "mfa_token": token, "code": phone.code(&app, 0) }))
+        .await;
+    let dave = pair_of(r).await;
+    let r = call("/billing", dave.access).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "billed");
+}
