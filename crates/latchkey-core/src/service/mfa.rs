@@ -291,30 +291,31 @@ impl Service {
             .ok_or(ServiceError::InvalidMfaToken)?;
         let rate_key = Self::rate_key(&Username::parse(&user.username)?, ctx);
         self.reserve_attempt(&rate_key, now, ctx).await?;
-        let amr = match factor {
+        // A recovery code is found now and spent once the token is: its
+        // hash, and how many the user will have left.
+        let (amr, recovery) = match factor {
             SecondFactor::Totp(code) => {
                 self.check_totp(&user.id, code, now, ctx).await?;
-                amr::of(&[amr::PWD, amr::OTP])
+                (amr::of(&[amr::PWD, amr::OTP]), None)
             }
             SecondFactor::RecoveryCode(code) => {
-                let hash = mfa::recovery_code_hash(code);
+                let code_hash = mfa::recovery_code_hash(code);
                 let stored = self.store.recovery_codes(&user.id).await?;
-                if mfa::find_hash(&stored, &hash).is_none() {
+                if mfa::find_hash(&stored, &code_hash).is_none() {
                     return Err(self.wrong_second_factor(&user.id, now, ctx).await);
                 }
-                amr::of(&[amr::PWD, amr::MFA])
+                let left = stored.len() - 1;
+                (amr::of(&[amr::PWD, amr::MFA]), Some((code_hash, left)))
             }
         };
         // Of two right answers with one token, one opens a session.
         if !self.store.spend_mfa_login(&hash).await? {
             return Err(ServiceError::InvalidMfaToken);
         }
-        if let SecondFactor::RecoveryCode(code) = factor {
-            let code_hash = mfa::recovery_code_hash(code);
+        if let Some((code_hash, left)) = recovery {
             if !self.store.spend_recovery_code(&user.id, &code_hash).await? {
                 return Err(self.wrong_second_factor(&user.id, now, ctx).await);
             }
-            let left = self.store.recovery_codes(&user.id).await?.len();
             self.audit(
                 AuditRecord::new(AuditEvent::RecoveryCodeUsed, now)
                     .user(&user.id)
