@@ -351,10 +351,12 @@ async fn a_recovery_code_stands_in_once() {
     assert_eq!(r.status(), StatusCode::OK);
     let pair = pair_of(r).await;
     assert_eq!(claims_of(&pair.access)["amr"], json!(["pwd", "mfa"]));
-    assert!(app
-        .audit_events()
-        .await
-        .contains(&"recovery_code_used".to_owned()));
+    let audit = app.service.store().recent_audit(100).await.unwrap();
+    let used = audit
+        .iter()
+        .find(|r| r.event == "recovery_code_used")
+        .unwrap();
+    assert_eq!(used.detail.as_deref(), Some("9 left"));
 
     let again = app.mfa_token("alice").await;
     let r = app
