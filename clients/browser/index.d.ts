@@ -96,8 +96,20 @@ export interface Latchkey {
   readonly state: State;
   /** Adds a listener of state changes; returns a function that removes it. */
   onChange(listener: (state: State) => void): () => void;
-  /** Logs in: on success every tab turns `loggedIn`. */
-  login(username: string, password: string): Promise<Result<{ user: User }>>;
+  /**
+   * Logs in: on success every tab turns `loggedIn`. For a user with TOTP on,
+   * the right password answers `mfaRequired` and no session: finish with
+   * `loginSecondStep`.
+   */
+  login(
+    username: string,
+    password: string,
+  ): Promise<Result<{ user: User; mfaRequired?: undefined } | { mfaRequired: true; mfaToken: string; methods: string[] }>>;
+  /** The second step of a login: a TOTP `code` or a `recovery_code`. */
+  loginSecondStep(
+    mfaToken: string,
+    factor: { code: string } | { recovery_code: string },
+  ): Promise<Result<{ user: User }>>;
   /** Ends this session (both cookies cleared); every tab turns `loggedOut` (`logout`). */
   logout(): Promise<Result | { ok: true }>;
   /** Ends every session of the user, on every device. */

@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  ACCESS_TTL_MS, artifacts, like, likeCount, logIn, loginShown, mailedLink, openLoggedIn, setVisible, sleep,
-  useStack, watchRefreshes,
+  ACCESS_TTL_MS, artifacts, DELETE_MAX_AGE_S, like, likeCount, logIn, loginShown, mailedLink, openLoggedIn,
+  setVisible, sleep, totpCode, useStack, watchRefreshes,
 } from './harness.js';
 
 const stack = useStack();
@@ -260,5 +260,74 @@ test('an address checked by its mailed link, then "forgot password" followed fro
   } finally {
     await context.close();
     await other.close();
+  }
+});
+
+test('two-step login: TOTP turned on from a QR code drawn in the page, the second step, and a fresh login to delete a post', async () => {
+  const register = await fetch(`${stack.demoUrl}/v1/auth/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'carol', password: 'carol has a long password' }),
+  });
+  assert.equal(register.status, 201);
+  const context = await stack.browser.newContext();
+  try {
+    const page = await context.newPage();
+    await logIn(page, stack.demoUrl, 'carol', 'carol has a long password');
+    await page.waitForSelector('#totp-status[data-on="false"]');
+
+    // Turn it on: the QR code is an image the page drew from otpauth_uri.
+    await page.click('#totp-start');
+    await page.waitForSelector('#totp-setup', { state: 'visible' });
+    const qr = await page.evaluate(() => {
+      const img = document.querySelector('#totp-qr');
+      return { src: img.src, width: img.naturalWidth, uri: img.dataset.uri };
+    });
+    assert.match(qr.src, /^data:image\/gif;base64,/);
+    assert.ok(qr.width > 100, `a QR code of ${qr.width} px`);
+    const secret = (await page.textContent('#totp-secret')).trim();
+    assert.ok(qr.uri.startsWith('otpauth://totp/') && qr.uri.includes(`secret=${secret}`), qr.uri);
+    await page.fill('#totp-code', totpCode(secret));
+    await page.click('#totp-confirm');
+    await page.waitForSelector('#recovery-box', { state: 'visible' });
+    const recovery = await page.$$eval('#recovery-codes li', (items) => items.map((li) => li.textContent));
+    assert.equal(recovery.length, 10);
+    assert.equal(await page.getAttribute('#totp-status', 'data-on'), 'true');
+    await page.screenshot({ path: join(artifacts, 'totp-on.png'), fullPage: true });
+    await page.click('#recovery-done');
+
+    // Log out and in: the password, then the second step.
+    await page.click('#logout-button');
+    await page.waitForSelector('#login-form', { state: 'visible' });
+    await page.fill('#username', 'carol');
+    await page.fill('#password', 'carol has a long password');
+    await page.click('#login-button');
+    await page.waitForSelector('#mfa-form', { state: 'visible' });
+    // (No wrong code here: with this stack's limit of 2 attempts, the
+    // password and one wrong code would use them up.) The next step's
+    // code: the confirmation spent this step's.
+    await page.fill('#mfa-code', totpCode(secret, Date.now() + 30000));
+    await page.click('#mfa-button');
+    await page.waitForSelector('#feed article.post', { state: 'visible' });
+    assert.equal(await page.textContent('#whoami'), 'Logged in as carol');
+
+    // Deleting a post wants a recent login: once it is old, the page asks
+    // for the password and a second factor (a recovery code), then deletes.
+    await sleep((DELETE_MAX_AGE_S + 1) * 1000);
+    await page.click('article.post[data-id="3"] .delete-button');
+    await page.waitForSelector('#reauth', { state: 'visible' });
+    await page.fill('#reauth-password', 'carol has a long password');
+    await page.click('#reauth-button');
+    await page.waitForSelector('#reauth-code-label', { state: 'visible' });
+    await page.fill('#reauth-code', recovery[0]);
+    await page.click('#reauth-button');
+    await page.waitForSelector('article.post[data-id="3"]', { state: 'detached' });
+    assert.equal(await page.isVisible('#reauth'), false);
+    // Within the window, a delete goes straight through.
+    await page.click('article.post[data-id="2"] .delete-button');
+    await page.waitForSelector('article.post[data-id="2"]', { state: 'detached' });
+    assert.equal(await page.isVisible('#reauth'), false);
+  } finally {
+    await context.close();
   }
 });

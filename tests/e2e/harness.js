@@ -12,6 +12,7 @@
 import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -31,6 +32,7 @@ export const USERNAME = 'alice';
 export const PASSWORD = 'correct horse battery';
 export const ACCESS_TTL_MS = 5000;
 export const LOGIN_MAX_FAILURES = 2;
+export const DELETE_MAX_AGE_S = 3;
 
 /** A free port on 127.0.0.1 (bound, read, released). */
 function freePort() {
@@ -195,6 +197,8 @@ export function useStack() {
       '--issuer', stack.latchkeyUrl,
       '--leeway', '0s',
       '--feed-client-id', 'demo-api',
+      // Deleting a post wants a login of the last few seconds (step-up).
+      '--delete-max-age', `${DELETE_MAX_AGE_S}s`,
     ], { LATCHKEY_DEMO_FEED_SECRET: feedSecret });
     assert.equal(stack.demoUrl, demoOrigin);
     stack.browser = await chromium.launch({
@@ -287,4 +291,30 @@ export async function setVisible(page, visible) {
     Object.defineProperty(document, 'hidden', { configurable: true, get: () => !shown });
     document.dispatchEvent(new Event('visibilitychange'));
   }, visible);
+}
+
+/** Bytes of an RFC 4648 base32 string (no padding). */
+function base32(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  const out = [];
+  let bits = 0;
+  let value = 0;
+  for (const c of text.replace(/=+$/, '')) {
+    value = ((value << 5) | alphabet.indexOf(c)) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** The authenticator app: the RFC 6238 code of `secret` at `at` (ms). */
+export function totpCode(secret, at = Date.now()) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30000)));
+  const mac = createHmac('sha1', base32(secret)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 15;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1e6).padStart(6, '0');
 }

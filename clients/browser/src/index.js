@@ -189,8 +189,9 @@ export function createLatchkey(options = {}) {
     const seen = known?.e || 0;
     let response = await send(url, init);
     // A 401 may carry no error at all: the access cookie lives exactly as
-    // long as its token, so an expired one is simply not sent.
-    if (response?.status == 401) {
+    // long as its token, so an expired one is simply not sent. A step-up
+    // refusal (RFC 9470) is not one a refresh can mend: it keeps the login.
+    if (response?.status == 401 && !/insufficient_user/.test(response.headers.get('www-authenticate') || '')) {
       const refreshed = await refresh(seen);
       if (!refreshed.ok) return refreshed;
       response = await send(url, init);
@@ -236,8 +237,15 @@ export function createLatchkey(options = {}) {
       subs.add(f);
       return () => subs.delete(f);
     },
+    // A user with a second factor: no session yet, `mfaToken` for
+    // loginSecondStep().
     login: safe(async (username, password) => {
       const r = await result(await send(base + 'auth/login', json('POST', { username, password })));
+      if (r.ok && r.data?.mfa_required) return { ...r, mfaRequired: true, mfaToken: r.data.mfa_token, methods: r.data.methods };
+      return r.ok ? signedIn(r.data) : r;
+    }),
+    loginSecondStep: safe(async (mfaToken, factor) => {
+      const r = await result(await send(base + 'auth/mfa', json('POST', { mfa_token: mfaToken, ...factor })));
       return r.ok ? signedIn(r.data) : r;
     }),
     logout: safe(async () => {

@@ -50,6 +50,39 @@ test('login: the tab and every other tab turn loggedIn; storage holds no token',
   assert.deepEqual(Object.keys(JSON.parse(browser.storage.getItem('latchkey'))).sort(), ['e', 't']);
 });
 
+test('login with a second factor: no session until the second step, then every tab turns loggedIn', async () => {
+  const { server, browser } = setup();
+  server.users.get('alice').totp = '123456';
+  const a = browser.tab();
+  const b = browser.tab();
+  const first = await a.latchkey.login('alice', PASSWORD);
+  assert.equal(first.ok, true);
+  assert.equal(first.mfaRequired, true);
+  assert.deepEqual(first.methods, ['totp', 'recovery_code']);
+  assert.notEqual(a.latchkey.state.status, 'loggedIn');
+  assert.equal(server.cookie('refreshToken'), undefined, 'no cookie yet');
+  const wrong = await a.latchkey.loginSecondStep(first.mfaToken, { code: '000000' });
+  assert.equal(wrong.ok, false);
+  assert.equal(wrong.error.code, 'invalid_credentials');
+  const r = await a.latchkey.loginSecondStep(first.mfaToken, { code: '123456' });
+  assert.equal(r.ok, true);
+  assert.equal(r.user.username, 'alice');
+  assert.equal(a.latchkey.state.status, 'loggedIn');
+  await until(() => b.latchkey.state.status === 'loggedIn', 500, 'tab B');
+});
+
+test('a step-up refusal (RFC 9470) is answered as it is, without a refresh', async () => {
+  const { server, browser } = setup();
+  const { latchkey } = browser.tab();
+  await latchkey.login('alice', PASSWORD);
+  const r = await latchkey.fetch('/api/step-up', { method: 'POST' });
+  assert.equal(r.ok, false);
+  assert.equal(r.error.code, 'insufficient_user_authentication');
+  assert.equal(r.error.status, 401);
+  assert.equal(server.count(REFRESH), 0);
+  assert.equal(latchkey.state.status, 'loggedIn');
+});
+
 test('login errors are values: invalid_credentials, rate_limited with its retry time, unavailable, csrf', async () => {
   const { server, browser } = setup({ maxFailures: 2 });
   const { latchkey } = browser.tab();

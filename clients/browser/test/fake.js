@@ -28,6 +28,7 @@ export class FakeServer {
     this.refreshStatus = []; // forced statuses for the next refreshes
     this.csrf = false; // refuse cookie-authenticated writes
     this.seq = 0;
+    this.waiting = new Map(); // mfa_token -> user entry
     this.fetch = this.fetch.bind(this);
   }
 
@@ -35,6 +36,13 @@ export class FakeServer {
     const user = { id: `u${++this.seq}`, username, created_at: new Date().toISOString() };
     this.users.set(username, { user, password });
     return user;
+  }
+
+  /** A new session of `entry`'s user, with its cookies. */
+  open(entry) {
+    const session = { id: `s${++this.seq}`, user: entry.user, gen: 1, rotatedAt: 0, revoked: false };
+    this.sessions.set(session.id, session);
+    return this.setCookies(session);
   }
 
   count(what) {
@@ -100,7 +108,7 @@ export class FakeServer {
 
   route(method, path, body) {
     const key = `${method} ${path}`;
-    if (this.csrf && method !== 'GET' && path !== '/v1/auth/login' && path !== '/v1/auth/register') {
+    if (this.csrf && method !== 'GET' && !['/v1/auth/login', '/v1/auth/register', '/v1/auth/mfa'].includes(path)) {
       return problem(403, 'csrf_rejected');
     }
     if (key === 'POST /v1/auth/register') {
@@ -115,10 +123,20 @@ export class FakeServer {
         this.failures.set(body.username, failures + 1);
         return problem(401, 'invalid_credentials');
       }
+      if (entry.totp) {
+        const token = `mfa.${++this.seq}`;
+        this.waiting.set(token, entry);
+        return json(200, { mfa_required: true, mfa_token: token, methods: ['totp', 'recovery_code'] });
+      }
       this.failures.delete(body.username);
-      const session = { id: `s${++this.seq}`, user: entry.user, gen: 1, rotatedAt: 0, revoked: false };
-      this.sessions.set(session.id, session);
-      return this.setCookies(session);
+      return this.open(entry);
+    }
+    if (key === 'POST /v1/auth/mfa') {
+      const entry = this.waiting.get(body.mfa_token);
+      if (!entry) return problem(401, 'invalid_token');
+      if (body.code !== entry.totp) return problem(401, 'invalid_credentials');
+      this.waiting.delete(body.mfa_token);
+      return this.open(entry);
     }
     if (key === 'POST /v1/auth/refresh') {
       if (this.refreshStatus.length) {
@@ -163,6 +181,11 @@ export class FakeServer {
       return json(204, null);
     }
     if (key === 'GET /v1/me') return json(200, session.user);
+    if (key === 'POST /api/step-up') {
+      return problem(401, 'insufficient_user_authentication', {
+        'www-authenticate': 'Bearer error="insufficient_user_authentication", max_age="300"',
+      });
+    }
     if (key === 'GET /v1/sessions') {
       return json(200, { sessions: mine.map((s) => ({ id: s.id, current: s === session })) });
     }

@@ -42,6 +42,15 @@ pub enum AuditEvent {
     PasswordResetCompleted,
     EmailChanged,
     EmailVerified,
+    /// A right password of a user with TOTP on: the login waits for its
+    /// second factor.
+    LoginSecondFactorRequired,
+    TotpEnabled,
+    TotpDisabled,
+    /// A recovery code stood in for a TOTP code (and is spent).
+    RecoveryCodeUsed,
+    /// An operator removed a user's second factors (`user mfa-reset`).
+    MfaReset,
 }
 
 impl AuditEvent {
@@ -72,6 +81,11 @@ impl AuditEvent {
             Self::PasswordResetCompleted => "password_reset_completed",
             Self::EmailChanged => "email_changed",
             Self::EmailVerified => "email_verified",
+            Self::LoginSecondFactorRequired => "login_second_factor_required",
+            Self::TotpEnabled => "totp_enabled",
+            Self::TotpDisabled => "totp_disabled",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::MfaReset => "mfa_reset",
         }
     }
 }

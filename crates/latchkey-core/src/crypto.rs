@@ -56,9 +56,26 @@ impl MasterKey {
         Ok(out)
     }
 
-    /// Encrypts `plain` (AES-256-GCM, random nonce, `label` bound as AAD).
+    /// Encrypts a private signing key (AES-256-GCM, random nonce, `label`
+    /// bound as AAD).
     pub fn seal(&self, label: &str, plain: &[u8]) -> Result<Vec<u8>, ServiceError> {
-        let key = self.aead_key()?;
+        self.seal_for(Sealed::SigningKey, label, plain)
+    }
+
+    /// Decrypts what [`MasterKey::seal`] made with the same `label`.
+    pub fn open(&self, label: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
+        self.open_for(Sealed::SigningKey, label, sealed)
+    }
+
+    /// Encrypts `plain` under the sub-key of `what` (AES-256-GCM, random
+    /// nonce, `label` bound as AAD).
+    pub fn seal_for(
+        &self,
+        what: Sealed,
+        label: &str,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, ServiceError> {
+        let key = self.aead_key(what)?;
         let nonce_bytes = random_bytes::<NONCE_LEN>()?;
         let mut data = plain.to_vec();
         key.seal_in_place_append_tag(
@@ -72,20 +89,25 @@ impl MasterKey {
         Ok(out)
     }
 
-    /// Decrypts what [`MasterKey::seal`] made with the same `label`.
-    pub fn open(&self, label: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
+    /// Decrypts what [`MasterKey::seal_for`] made for `what` with the same `label`.
+    pub fn open_for(
+        &self,
+        what: Sealed,
+        label: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
         let wrong = || {
-            ServiceError::Internal(
-                "a stored private key does not decrypt: is master_key the one it was stored with?"
-                    .into(),
-            )
+            ServiceError::Internal(format!(
+                "a stored {} does not decrypt: is master_key the one it was stored with?",
+                what.noun()
+            ))
         };
         if sealed.len() < NONCE_LEN {
             return Err(wrong());
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
-        let key = self.aead_key()?;
+        let key = self.aead_key(what)?;
         let mut data = Zeroizing::new(body.to_vec());
         let plain_len = key
             .open_in_place(nonce, Aad::from(label.as_bytes()), data.as_mut())
@@ -95,11 +117,34 @@ impl MasterKey {
         Ok(data)
     }
 
-    fn aead_key(&self) -> Result<LessSafeKey, ServiceError> {
-        let sub = self.derive("signing-key-encryption")?;
+    fn aead_key(&self, what: Sealed) -> Result<LessSafeKey, ServiceError> {
+        let sub = self.derive(what.purpose())?;
         UnboundKey::new(&AES_256_GCM, sub.as_ref())
             .map(LessSafeKey::new)
             .map_err(|_| ServiceError::Internal("bad AEAD key".into()))
+    }
+}
+
+/// What a master key seals: each kind under a sub-key of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealed {
+    SigningKey,
+    TotpSecret,
+}
+
+impl Sealed {
+    fn purpose(self) -> &'static str {
+        match self {
+            Self::SigningKey => "signing-key-encryption",
+            Self::TotpSecret => "totp-secret-encryption",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Self::SigningKey => "private key",
+            Self::TotpSecret => "TOTP secret",
+        }
     }
 }
 
@@ -154,6 +199,15 @@ mod tests {
         assert!(key.open("kid-2", &sealed).is_err());
         assert!(other.open("kid-1", &sealed).is_err());
         assert!(key.open("kid-1", &sealed[..5]).is_err());
+        // Another kind of secret has a sub-key of its own.
+        assert!(key.open_for(Sealed::TotpSecret, "kid-1", &sealed).is_err());
+        let totp = key.seal_for(Sealed::TotpSecret, "u", b"otp").unwrap();
+        assert_eq!(
+            key.open_for(Sealed::TotpSecret, "u", &totp)
+                .unwrap()
+                .as_slice(),
+            b"otp"
+        );
     }
 
     #[test]

@@ -57,6 +57,16 @@ pub enum ServiceError {
     /// The address is verified on another account.
     #[error("this email address is taken")]
     EmailTaken,
+    /// TOTP is on already: it must be turned off before a new enrolment.
+    #[error("TOTP is already on: turn it off first")]
+    TotpAlreadyEnabled,
+    /// A TOTP code that is not the enrolment's (confirming it).
+    #[error("the code is wrong or expired")]
+    WrongCode,
+    /// An `mfa_token` that is unknown, spent, expired, out of tries, or
+    /// made before a password change.
+    #[error("the mfa_token is invalid, used or expired: log in again")]
+    InvalidMfaToken,
     /// RFC 6750: the token is good but lacks this scope.
     #[error("this needs a token of the web client, or one with the {0} scope")]
     InsufficientScope(&'static str),
@@ -75,6 +85,9 @@ impl ServiceError {
         match self {
             Self::InvalidCredentials => Self::InvalidGrant("wrong username or password"),
             Self::InvalidToken(why) => Self::InvalidGrant(why),
+            Self::InvalidMfaToken => {
+                Self::InvalidGrant("the mfa_token is invalid, used or expired: log in again")
+            }
             other => other,
         }
     }

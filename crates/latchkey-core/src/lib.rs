@@ -4,6 +4,7 @@
 //! service keeps every rule of sessions, rotation, reuse and keys, and talks
 //! to storage only through the [`store::Store`] trait.
 
+pub mod amr;
 pub mod audit;
 pub mod clock;
 pub mod crypto;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod mail;
+pub mod mfa;
 pub mod password;
 pub mod policy;
 pub mod refresh;

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::audit::AuditRecord;
 use crate::ids::{SessionId, UserId};
 use crate::mail::{EmailRecord, MailTokenRecord, OutboxMail};
+use crate::mfa::{MfaLoginRecord, SecondFactors, TotpRecord};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,9 @@ pub struct UserRecord {
     /// The account's address; written by [`Store::set_user_email`] and the
     /// token that verifies it, read with the user.
     pub email: Option<EmailRecord>,
+    /// Read with the user from the tables of TOTP and passkeys; writing a
+    /// user ignores it.
+    pub second_factors: SecondFactors,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -66,6 +70,11 @@ pub struct SessionRecord {
     pub revoked_reason: Option<String>,
     pub user_agent: Option<String>,
     pub ip: String,
+    /// How the login that opened it was made (RFC 8176, see [`crate::amr`]);
+    /// a refresh keeps it.
+    pub amr: Vec<String>,
+    /// When that login was made (its last step); a refresh keeps it.
+    pub auth_time: OffsetDateTime,
 }
 
 /// A signing key as the store keeps it.
@@ -100,6 +109,7 @@ impl fmt::Debug for UserRecord {
             .field("created_at", &self.created_at)
             .field("disabled_at", &self.disabled_at)
             .field("email", &self.email)
+            .field("second_factors", &self.second_factors)
             .finish()
     }
 }
@@ -121,6 +131,8 @@ impl fmt::Debug for SessionRecord {
             .field("revoked_reason", &self.revoked_reason)
             .field("user_agent", &self.user_agent)
             .field("ip", &self.ip)
+            .field("amr", &self.amr)
+            .field("auth_time", &self.auth_time)
             .finish()
     }
 }
@@ -198,6 +210,8 @@ pub struct ClientRecord {
 pub struct Pruned {
     pub sessions: u64,
     pub login_failures: u64,
+    /// Logins that waited for a second factor until they expired.
+    pub mfa_logins: u64,
     pub audit_rows: u64,
     pub keys: u64,
     pub revocations: u64,
@@ -318,8 +332,9 @@ pub trait Store: Send + Sync + 'static {
         version: u64,
         hash: &str,
     ) -> StoreResult<bool>;
-    /// Disables (revoking every session, atomically) or enables a user.
-    /// Answers false when there is no such user.
+    /// Disables (revoking every session and deleting the logins waiting for
+    /// a second factor, atomically) or enables a user. Answers false when
+    /// there is no such user.
     async fn set_user_disabled(
         &self,
         user_id: &UserId,
@@ -467,6 +482,56 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
 
+    // Second factors (API.md §10).
+    async fn totp(&self, user_id: &UserId) -> StoreResult<Option<TotpRecord>>;
+    /// Starts (or restarts) an enrolment: stores `totp` unconfirmed,
+    /// replacing an unconfirmed one. Answers false, changing nothing, when
+    /// the user's TOTP is on (confirmed).
+    async fn begin_totp(&self, totp: &TotpRecord) -> StoreResult<bool>;
+    /// Turns TOTP on: confirms the user's unconfirmed TOTP while its secret
+    /// is still `secret` (a restarted enrolment replaced it otherwise),
+    /// records `step` as used, and replaces the user's recovery codes with
+    /// `recovery_codes` (hashes), in one transaction. Answers whether it did.
+    async fn confirm_totp(
+        &self,
+        user_id: &UserId,
+        secret: &[u8],
+        step: u64,
+        recovery_codes: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    /// The replay guard: records `step` as the latest used by the user's
+    /// confirmed TOTP, only when it is later than the last one. Answers
+    /// whether it did: of two nodes presented the same code, one wins.
+    async fn use_totp_step(&self, user_id: &UserId, step: u64) -> StoreResult<bool>;
+    /// Turns TOTP off: deletes it (confirmed or not), the recovery codes and
+    /// the logins waiting for a second factor, in one transaction. Answers
+    /// whether there was a TOTP.
+    async fn remove_totp(&self, user_id: &UserId) -> StoreResult<bool>;
+    /// The hashes of the user's unused recovery codes.
+    async fn recovery_codes(&self, user_id: &UserId) -> StoreResult<Vec<Vec<u8>>>;
+    /// Spends one: answers whether it was there (of two uses, one wins).
+    async fn spend_recovery_code(&self, user_id: &UserId, hash: &[u8]) -> StoreResult<bool>;
+    /// Deletes every passkey of the user; answers how many.
+    async fn remove_passkeys(&self, user_id: &UserId) -> StoreResult<u64>;
+    async fn insert_mfa_login(&self, login: &MfaLoginRecord) -> StoreResult<()>;
+    /// Counts one more code tried with a waiting login, before the code is
+    /// checked: only while it is unexpired at `now` and under `max_codes`
+    /// tries, so that however many race, at most `max_codes` codes are
+    /// checked. Answers the login as counted, or `None` (unknown, expired,
+    /// spent or out of tries).
+    async fn reserve_mfa_attempt(
+        &self,
+        hash: &[u8],
+        now: OffsetDateTime,
+        max_codes: u32,
+    ) -> StoreResult<Option<MfaLoginRecord>>;
+    /// Spends a waiting login (its second factor was right): answers
+    /// whether it was there (of two, one wins).
+    async fn spend_mfa_login(&self, hash: &[u8]) -> StoreResult<bool>;
+    /// Deletes up to `batch` waiting logins that expired at or before `before`.
+    async fn prune_mfa_logins(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64>;
+
     // The mail outbox.
     async fn enqueue_mail(&self, mail: &OutboxMail) -> StoreResult<()>;
     /// Leases the mails due: never sent, not given up, `next_attempt_at`
@@ -544,6 +609,7 @@ mod tests {
             created_at: at,
             disabled_at: None,
             email: None,
+            second_factors: SecondFactors::default(),
         };
         let session = SessionRecord {
             id: "s".into(),
@@ -560,6 +626,8 @@ mod tests {
             revoked_reason: None,
             user_agent: None,
             ip: "192.0.2.1".into(),
+            amr: vec!["pwd".into()],
+            auth_time: at,
         };
         let key = KeyRecord {
             kid: "k".into(),

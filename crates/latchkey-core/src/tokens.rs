@@ -168,6 +168,8 @@ mod tests {
             sid: Some("s".into()),
             client_id: "web".into(),
             scope: String::new(),
+            amr: vec!["pwd".into(), "otp".into()],
+            auth_time: Some(iat - 30),
         }
     }
 

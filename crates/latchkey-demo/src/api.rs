@@ -161,6 +161,27 @@ pub(crate) async fn like(
     }
 }
 
+/// `DELETE /api/posts/{id}`: only with a login of the last
+/// `--delete-max-age` (5 minutes by default; RFC 9470 step-up): an older one
+/// is answered 401 `insufficient_user_authentication`, and the page asks
+/// the user to log in again.
+pub(crate) async fn delete_post(
+    State(state): State<Arc<AppState>>,
+    claims: Claims,
+    Path(id): Path<u64>,
+) -> Response {
+    if let Err(rejection) = claims.require_auth_within(state.delete_max_age) {
+        return rejection.into_response();
+    }
+    let mut posts = state.posts.lock();
+    let before = posts.len();
+    posts.retain(|post| post.id != id);
+    if posts.len() == before {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such post");
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
 /// The body of `POST /api/posts/{id}/comments`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct NewComment {

@@ -28,7 +28,7 @@ use std::time::Duration;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::{middleware, Router};
 use clap::Parser;
 use latchkey_verify::Verifier;
@@ -38,6 +38,10 @@ const INDEX_HTML: &str = include_str!("index.html");
 
 /// The browser client, from its source: `cargo build` never needs npm.
 const LATCHKEY_JS: &str = include_str!("../../../clients/browser/src/index.js");
+
+/// The QR code encoder the page draws TOTP enrolment with (qrcode-generator,
+/// MIT, vendored: nothing is fetched at run time).
+const QRCODE_JS: &str = include_str!("vendor/qrcode.mjs");
 
 /// What the page may load and run: itself and the client only.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; \
@@ -72,6 +76,10 @@ struct Args {
     /// Its secret comes from the environment, never the command line.
     #[arg(long, requires = "feed_client_secret")]
     feed_client_id: Option<String>,
+    /// How recent a login must be to delete a post (RFC 9470 step-up); an
+    /// older one is asked to log in again.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    delete_max_age: Duration,
     #[arg(
         long,
         env = "LATCHKEY_DEMO_FEED_SECRET",
@@ -109,6 +117,8 @@ pub(crate) struct AppState {
     pub(crate) client: reqwest::Client,
     /// latchkey's base URL, without a trailing slash.
     pub(crate) latchkey_url: String,
+    /// How recent a login must be to delete a post.
+    pub(crate) delete_max_age: Duration,
 }
 
 fn app(state: Arc<AppState>, verifier: &Verifier) -> Router {
@@ -116,6 +126,7 @@ fn app(state: Arc<AppState>, verifier: &Verifier) -> Router {
         .route("/api/posts", get(api::list_posts))
         .route("/api/posts/{id}/like", post(api::like))
         .route("/api/posts/{id}/comments", post(api::comment))
+        .route("/api/posts/{id}", delete(api::delete_post))
         .route_layer(verifier.layer())
         .route_layer(middleware::from_fn(api::same_origin));
     Router::new()
@@ -124,6 +135,7 @@ fn app(state: Arc<AppState>, verifier: &Verifier) -> Router {
         .route("/reset-password", get(index))
         .route("/verify-email", get(index))
         .route("/latchkey.js", get(latchkey_js))
+        .route("/qrcode.js", get(qrcode_js))
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/{*rest}", any(proxy::forward))
         .route("/.well-known/{*rest}", any(proxy::forward))
@@ -153,7 +165,15 @@ async fn index() -> Response {
 }
 
 async fn latchkey_js() -> Response {
-    let mut response = LATCHKEY_JS.into_response();
+    script(LATCHKEY_JS)
+}
+
+async fn qrcode_js() -> Response {
+    script(QRCODE_JS)
+}
+
+fn script(source: &'static str) -> Response {
+    let mut response = source.into_response();
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
@@ -203,6 +223,7 @@ async fn run(args: Args) -> Result<(), String> {
         names: api::Names::default(),
         client,
         latchkey_url,
+        delete_max_age: args.delete_max_age,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -91,11 +91,12 @@ pub(crate) async fn forward(
     response
 }
 
-/// Remembers the username of a login, refresh or `/v1/me` answer, so that
-/// comments can name their author (tokens carry only the user id).
+/// Remembers the username of a login (either step), refresh or `/v1/me`
+/// answer, so that comments can name their author (tokens carry only the
+/// user id).
 fn learn_name(state: &AppState, method: &Method, path: &str, body: &[u8]) {
     let user = match (method, path) {
-        (&Method::POST, "/v1/auth/login" | "/v1/auth/refresh") => "/user",
+        (&Method::POST, "/v1/auth/login" | "/v1/auth/mfa" | "/v1/auth/refresh") => "/user",
         (&Method::GET, "/v1/me") => "",
         _ => return,
     };

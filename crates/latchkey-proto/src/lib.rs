@@ -24,6 +24,81 @@ pub struct Me {
     pub email: Option<String>,
     /// Whether that address was confirmed by its mailed token.
     pub email_verified: bool,
+    /// The second factors the account has.
+    pub mfa: MfaStatus,
+}
+
+/// The second factors of an account, as `GET /v1/me` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MfaStatus {
+    /// TOTP is on: a password login asks for a code.
+    pub totp: bool,
+    /// Passkeys registered.
+    pub passkeys: u64,
+}
+
+/// `POST /v1/me/totp` answer: a new secret, waiting for its first code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TotpEnrolment {
+    /// The secret, base32 without padding, for typing into an app.
+    pub secret: String,
+    /// `otpauth://totp/ISSUER:USERNAME?secret=...&issuer=ISSUER`, for a QR code.
+    pub otpauth_uri: String,
+}
+
+/// `POST /v1/me/totp/confirm` body: the app's current code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirmation {
+    pub code: String,
+}
+
+/// `POST /v1/me/totp/confirm` answer, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryCodes {
+    /// Ten codes, each good once in place of a TOTP code.
+    pub recovery_codes: Vec<String>,
+}
+
+/// `DELETE /v1/me/totp` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpRemoval {
+    pub current_password: String,
+}
+
+/// `POST /v1/auth/login` answer when the user has TOTP on: no cookie yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always true.
+    pub mfa_required: bool,
+    /// For `POST /v1/auth/mfa`, within 5 minutes.
+    pub mfa_token: String,
+    /// `["totp", "recovery_code"]`.
+    pub methods: Vec<String>,
+}
+
+/// `POST /v1/auth/mfa` body: the `mfa_token` and exactly one of `code`
+/// (TOTP) or `recovery_code`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaLogin {
+    pub mfa_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_code: Option<String>,
+}
+
+/// The token endpoint's 403 for a password grant whose user has TOTP on:
+/// an error body with the `mfa_token` for the grant
+/// `urn:latchkey:params:oauth:grant-type:mfa`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MfaRequiredError {
+    /// `mfa_required`.
+    pub error: String,
+    pub error_description: String,
+    pub mfa_token: String,
 }
 
 /// `POST /v1/auth/register` body: a login's credentials and, optionally,
@@ -87,6 +162,10 @@ pub struct Session {
     pub ip: String,
     /// True for the session of the calling token.
     pub current: bool,
+    /// How its login was made (RFC 8176): `["pwd"]`, `["pwd", "otp"]`, ...
+    pub amr: Vec<String>,
+    /// When that login was made, RFC 3339.
+    pub auth_time: String,
 }
 
 /// `GET /v1/sessions` answer.
@@ -144,6 +223,13 @@ pub struct AccessClaims {
     pub client_id: String,
     /// Space-separated, always present, may be empty.
     pub scope: String,
+    /// How the session's login was made (RFC 8176); absent without a session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// When that login was made (seconds since the epoch); absent without a
+    /// session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 /// A public key of the JWKS (RFC 7517), never with private members.
@@ -209,6 +295,12 @@ pub struct Introspection {
     /// `Bearer` for an access token, absent for a refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// How the session's login was made (RFC 8176), for a token of a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// When that login was made (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 /// `GET /.well-known/oauth-authorization-server` answer (RFC 8414).

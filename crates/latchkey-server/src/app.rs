@@ -196,6 +196,7 @@ impl Application {
                         sessions = p.sessions,
                         audit_rows = p.audit_rows,
                         login_failures = p.login_failures,
+                        mfa_logins = p.mfa_logins,
                         keys = p.keys,
                         revocations = p.revocations,
                         longest_batch_ms = p.longest_batch.as_millis() as u64,

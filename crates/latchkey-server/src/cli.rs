@@ -1,4 +1,5 @@
-//! The command line: `latchkey serve`, `migrate`, `user`, `session`, `key`.
+//! The command line: `latchkey serve`, `migrate`, `user`, `session`, `key`,
+//! `client`, `mail`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Arg, ArgMatches, Args, Command, FromArgMatches, Parser, Subcommand};
 use latchkey_core::clock::rfc3339;
-use latchkey_core::service::{KeyView, SessionView, UserView};
+use latchkey_core::service::{KeyView, MfaSummary, SessionView, UserView};
 use latchkey_core::SessionId;
 use latchkey_core::{Service, SystemClock};
 use serde_json::json;
@@ -137,6 +138,16 @@ pub enum UserCommand {
         username: String,
     },
     Enable {
+        username: String,
+    },
+    /// What second factors a user has: TOTP on or off, recovery codes
+    /// left, passkeys.
+    Mfa {
+        username: String,
+    },
+    /// Remove a user's TOTP, recovery codes and passkeys (a user who lost
+    /// them all logs in with the password alone again).
+    MfaReset {
         username: String,
     },
     /// Set a user's email address; without --verified it is mailed a
@@ -270,6 +281,16 @@ fn user_json(u: &UserView) -> serde_json::Value {
     })
 }
 
+fn mfa_json(username: &str, m: &MfaSummary) -> serde_json::Value {
+    json!({
+        "username": username,
+        "totp": m.totp,
+        "totp_pending": m.totp_pending,
+        "recovery_codes": m.recovery_codes,
+        "passkeys": m.passkeys,
+    })
+}
+
 fn session_json(s: &SessionView) -> serde_json::Value {
     json!({
         "id": s.id,
@@ -280,6 +301,8 @@ fn session_json(s: &SessionView) -> serde_json::Value {
         "expires_at": rfc3339(s.expires_at),
         "user_agent": s.user_agent,
         "ip": s.ip,
+        "amr": s.amr,
+        "auth_time": rfc3339(s.auth_time),
     })
 }
 
@@ -331,6 +354,21 @@ async fn user(service: &Service, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Enable { username } => print(&user_json(
             &service.set_user_disabled(&username, false).await?,
         )),
+        UserCommand::Mfa { username } => {
+            let summary = service.mfa_summary(&username).await?;
+            print(&mfa_json(&username, &summary));
+        }
+        UserCommand::MfaReset { username } => {
+            let removed = service.reset_mfa(&username).await?;
+            print(&json!({
+                "username": username,
+                "removed": {
+                    "totp": removed.totp || removed.totp_pending,
+                    "recovery_codes": removed.recovery_codes,
+                    "passkeys": removed.passkeys,
+                },
+            }));
+        }
         UserCommand::SetEmail {
             username,
             email,

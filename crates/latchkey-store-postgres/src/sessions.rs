@@ -1,6 +1,7 @@
 //! Sessions: opening one, reading it (with its user), the refresh
 //! compare-and-swap, revocation, the live ones, and their prune.
 
+use latchkey_core::amr;
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::store::{
     Advance, DeadSessions, RevokeScope, SessionRecord, SessionWithUser, SessionsPruned, StoreResult,
@@ -71,8 +72,8 @@ pub(crate) async fn create(
             let inserted = sqlx::query(
                 "INSERT INTO sessions (id, user_id, client_id, scope, salt, generation, \
                  rotated_at, created_at, last_used_at, absolute_expires_at, revoked_at, \
-                 revoked_reason, user_agent, ip) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+                 revoked_reason, user_agent, ip, amr, auth_time) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $16, $17 \
                  FROM (SELECT 1 FROM users WHERE id = $2 AND password_version = $15 \
                        AND disabled_at IS NULL FOR SHARE) AS current_user_row",
             )
@@ -91,6 +92,8 @@ pub(crate) async fn create(
             .bind(&s.user_agent)
             .bind(&s.ip)
             .bind(version)
+            .bind(amr::join(&s.amr))
+            .bind(ms(s.auth_time))
             .execute(&store.pool)
             .await?;
             Ok(inserted.rows_affected() > 0)

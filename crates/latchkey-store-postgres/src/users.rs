@@ -5,6 +5,7 @@ use latchkey_core::UserId;
 use latchkey_store_sql::{ms, opt_ms, user_cols, user_of};
 use time::OffsetDateTime;
 
+use crate::mfa::delete_mfa_logins_of;
 use crate::row::i64_param;
 use crate::sessions::revoke_in;
 use crate::PostgresStore;
@@ -133,6 +134,7 @@ pub(crate) async fn set_disabled(
                     except: None,
                 };
                 revoke_in(&mut tx, scope, ms(now), "user_disabled").await?;
+                delete_mfa_logins_of(&mut tx, user_id.as_str()).await?;
             }
             let found = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
                 .bind(opt_ms(disabled_at))

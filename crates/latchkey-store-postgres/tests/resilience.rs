@@ -46,6 +46,7 @@ async fn user_and_session(store: &dyn Store) -> SessionRecord {
         created_at: at(0),
         disabled_at: None,
         email: None,
+        second_factors: Default::default(),
     };
     store.create_user(&user).await.unwrap();
     let session = SessionRecord {
@@ -63,6 +64,8 @@ async fn user_and_session(store: &dyn Store) -> SessionRecord {
         revoked_reason: None,
         user_agent: None,
         ip: "127.0.0.1".into(),
+        amr: vec!["pwd".into()],
+        auth_time: at(0),
     };
     assert!(store.create_session(&session, 0).await.unwrap());
     session

@@ -17,6 +17,7 @@ use latchkey_core::audit::AuditRecord;
 use latchkey_core::clock::{from_unix_millis, unix_millis};
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::mail::EmailRecord;
+use latchkey_core::mfa::SecondFactors;
 use latchkey_core::store::{
     ClientRecord, LoginAttempt, RevocationRecord, Revoked, SessionRecord, SessionWithUser,
     UserRecord,
@@ -25,8 +26,10 @@ use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
 
 mod mail;
+mod mfa;
 
 pub use mail::{mail_token_of, outbox_of};
+pub use mfa::{mfa_login_of, totp_of};
 
 /// An instant as the stores keep it: milliseconds since the Unix epoch.
 pub fn ms(t: OffsetDateTime) -> i64 {
@@ -141,12 +144,16 @@ impl<'r, S, C: Columns<S>> Cursor<'r, S, C> {
 
 /// The columns [`user_of`] reads, from `users u`. The user's `id` and
 /// `created_at` are aliased so that one row can hold a session and its user
-/// (see [`session_cols!`]).
+/// (see [`session_cols!`]). Whether TOTP is on and how many passkeys the
+/// user has come with it (two index probes), so that a login and
+/// `GET /v1/me` stay one read.
 #[macro_export]
 macro_rules! user_cols {
     () => {
         "u.id AS u_id, u.username, u.username_key, u.password_hash, u.password_version, \
-         u.created_at AS u_created_at, u.disabled_at, u.email, u.email_key, u.email_verified_at"
+         u.created_at AS u_created_at, u.disabled_at, u.email, u.email_key, u.email_verified_at, \
+         EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) \
+         AS totp_on, (SELECT COUNT(*) FROM passkeys p WHERE p.user_id = u.id) AS passkeys"
     };
 }
 
@@ -156,7 +163,7 @@ macro_rules! session_cols {
     () => {
         "s.id, s.user_id, s.client_id, s.scope, s.salt, s.generation, s.rotated_at, \
          s.created_at, s.last_used_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
-         s.user_agent, s.ip"
+         s.user_agent, s.ip, s.amr, s.auth_time"
     };
 }
 
@@ -186,7 +193,7 @@ macro_rules! client_cols {
 }
 
 /// How many columns [`session_cols!`] names: a joined row's user starts there.
-pub const SESSION_COLUMNS: usize = 14;
+pub const SESSION_COLUMNS: usize = 16;
 
 /// A user, from the columns of [`user_cols!`].
 pub fn user_of<S, C: Columns<S>>(row: &C) -> Result<UserRecord, C::Error> {
@@ -214,6 +221,10 @@ fn user_at<S, C: Columns<S>>(row: &C, first: usize) -> Result<UserRecord, C::Err
                 _ => None,
             }
         },
+        second_factors: SecondFactors {
+            totp: col.flag()?,
+            passkeys: col.counter("passkeys")?,
+        },
     })
 }
 
@@ -221,21 +232,33 @@ fn user_at<S, C: Columns<S>>(row: &C, first: usize) -> Result<UserRecord, C::Err
 /// row: the table's own order is the list's).
 pub fn session_of<S, C: Columns<S>>(row: &C) -> Result<SessionRecord, C::Error> {
     let mut col = Cursor::at(row, 0);
+    let (id, user_id, client_id, scope, salt) = (
+        col.text()?,
+        col.text()?,
+        col.text()?,
+        col.text()?,
+        col.bytes()?,
+    );
+    let (generation, rotated_at, created_at) =
+        (col.counter("generation")?, col.opt_time()?, col.time()?);
     Ok(SessionRecord {
-        id: SessionId::from(col.text()?),
-        user_id: UserId::from(col.text()?),
-        client_id: col.text()?,
-        scope: col.text()?,
-        salt: col.bytes()?,
-        generation: col.counter("generation")?,
-        rotated_at: col.opt_time()?,
-        created_at: col.time()?,
+        id: SessionId::from(id),
+        user_id: UserId::from(user_id),
+        client_id,
+        scope,
+        salt,
+        generation,
+        rotated_at,
+        created_at,
         last_used_at: col.time()?,
         absolute_expires_at: col.time()?,
         revoked_at: col.opt_time()?,
         revoked_reason: col.opt_text()?,
         user_agent: col.opt_text()?,
         ip: col.text()?,
+        amr: latchkey_core::amr::split(&col.text()?),
+        // NULL: a session older than the column, opened by its login.
+        auth_time: col.opt_time()?.unwrap_or(created_at),
     })
 }
 
@@ -402,6 +425,8 @@ mod tests {
             .with(Value::Null)
             .with(Value::Null)
             .with(Value::Null)
+            .with(Value::Int(1))
+            .with(Value::Int(2))
     }
 
     #[test]
@@ -417,6 +442,10 @@ mod tests {
                 created_at: from_unix_millis(1_800_000_000_250),
                 disabled_at: None,
                 email: None,
+                second_factors: SecondFactors {
+                    totp: true,
+                    passkeys: 2,
+                },
             })
         );
     }

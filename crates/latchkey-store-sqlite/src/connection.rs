@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_sessions_by_client.sql"),
     include_str!("../migrations/0005_revocations.sql"),
     include_str!("../migrations/0006_email_recovery.sql"),
+    include_str!("../migrations/0007_mfa.sql"),
 ];
 
 /// How SQLite commits: `Normal` survives a killed process, `Full` also a

@@ -17,7 +17,8 @@
 //! - one file per domain, with its statements: `users.rs`, `sessions.rs`,
 //!   `login_limit.rs`, `keys.rs` (with the server secrets), `clients.rs`,
 //!   `audit.rs`, `recovery.rs` (addresses and mailed tokens), `mail.rs`
-//!   (the outbox); each prune lives with its table's domain.
+//!   (the outbox), `mfa.rs` (second factors); each prune lives with its
+//!   table's domain.
 
 mod audit;
 mod clients;
@@ -25,6 +26,7 @@ mod connection;
 mod keys;
 mod login_limit;
 mod mail;
+mod mfa;
 mod recovery;
 mod revocations;
 mod row;
@@ -36,6 +38,7 @@ use async_trait::async_trait;
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::keys::KeyRecord;
 use latchkey_core::mail::{EmailRecord, MailTokenRecord, OutboxMail};
+use latchkey_core::mfa::{MfaLoginRecord, TotpRecord};
 use latchkey_core::store::{
     Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, MailClaim, MailLimit,
     RevocationRecord, RevokeScope, SessionRecord, SessionWithUser, SessionsPruned, Store,
@@ -245,6 +248,66 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
         recovery::verify_email(self, hash, user_id, now).await
+    }
+
+    async fn totp(&self, user_id: &UserId) -> StoreResult<Option<TotpRecord>> {
+        mfa::totp(self, user_id).await
+    }
+
+    async fn begin_totp(&self, totp: &TotpRecord) -> StoreResult<bool> {
+        mfa::begin_totp(self, totp).await
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: &UserId,
+        secret: &[u8],
+        step: u64,
+        recovery_codes: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        mfa::confirm_totp(self, user_id, secret, step, recovery_codes, now).await
+    }
+
+    async fn use_totp_step(&self, user_id: &UserId, step: u64) -> StoreResult<bool> {
+        mfa::use_totp_step(self, user_id, step).await
+    }
+
+    async fn remove_totp(&self, user_id: &UserId) -> StoreResult<bool> {
+        mfa::remove_totp(self, user_id).await
+    }
+
+    async fn recovery_codes(&self, user_id: &UserId) -> StoreResult<Vec<Vec<u8>>> {
+        mfa::recovery_codes(self, user_id).await
+    }
+
+    async fn spend_recovery_code(&self, user_id: &UserId, hash: &[u8]) -> StoreResult<bool> {
+        mfa::spend_recovery_code(self, user_id, hash).await
+    }
+
+    async fn remove_passkeys(&self, user_id: &UserId) -> StoreResult<u64> {
+        mfa::remove_passkeys(self, user_id).await
+    }
+
+    async fn insert_mfa_login(&self, login: &MfaLoginRecord) -> StoreResult<()> {
+        mfa::insert_mfa_login(self, login).await
+    }
+
+    async fn reserve_mfa_attempt(
+        &self,
+        hash: &[u8],
+        now: OffsetDateTime,
+        max_codes: u32,
+    ) -> StoreResult<Option<MfaLoginRecord>> {
+        mfa::reserve_mfa_attempt(self, hash, now, max_codes).await
+    }
+
+    async fn spend_mfa_login(&self, hash: &[u8]) -> StoreResult<bool> {
+        mfa::spend_mfa_login(self, hash).await
+    }
+
+    async fn prune_mfa_logins(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        self.delete_batch(mfa::PRUNE_LOGINS, before, batch).await
     }
 
     async fn enqueue_mail(&self, mail: &OutboxMail) -> StoreResult<()> {

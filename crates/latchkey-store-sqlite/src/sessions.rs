@@ -1,6 +1,7 @@
 //! Sessions: opening one, reading it (with its user), the refresh
 //! compare-and-swap, revocation, the live ones, and their prune.
 
+use latchkey_core::amr;
 use latchkey_core::audit::AuditRecord;
 use latchkey_core::store::{
     Advance, DeadSessions, RevokeScope, SessionRecord, SessionWithUser, SessionsPruned, StoreResult,
@@ -83,8 +84,9 @@ pub(crate) async fn create(
         .write(move |conn| {
             let inserted = conn.prepare_cached(
                 "INSERT INTO sessions (id, user_id, client_id, scope, salt, generation, rotated_at, \
-                 created_at, last_used_at, absolute_expires_at, revoked_at, revoked_reason, user_agent, ip) \
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+                 created_at, last_used_at, absolute_expires_at, revoked_at, revoked_reason, user_agent, ip, \
+                 amr, auth_time) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?16, ?17 \
                  FROM users WHERE id = ?2 AND password_version = ?15 AND disabled_at IS NULL",
             )?
             .execute(params![
@@ -102,7 +104,9 @@ pub(crate) async fn create(
                 s.revoked_reason,
                 s.user_agent,
                 s.ip,
-                i64_param(password_version)?
+                i64_param(password_version)?,
+                amr::join(&s.amr),
+                ms(s.auth_time)
             ])?;
             Ok(inserted > 0)
         })

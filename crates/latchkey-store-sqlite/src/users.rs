@@ -5,6 +5,7 @@ use latchkey_store_sql::{ms, opt_ms, user_cols, user_of};
 use rusqlite::params;
 use time::OffsetDateTime;
 
+use crate::mfa::delete_mfa_logins_of;
 use crate::row::i64_param;
 use crate::sessions::{revoke_in, Revoke};
 use crate::SqliteStore;
@@ -124,6 +125,7 @@ pub(crate) async fn set_disabled(
                 .execute(params![opt_ms(disabled_at), user_id])?
                 > 0;
             if let Some(now) = disabled_at {
+                delete_mfa_logins_of(conn, &user_id)?;
                 let scope = Revoke::User {
                     user_id,
                     except: None,

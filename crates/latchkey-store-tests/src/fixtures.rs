@@ -35,6 +35,7 @@ pub(crate) fn user(username: &str, created: i64) -> UserRecord {
         created_at: at(created),
         disabled_at: None,
         email: None,
+        second_factors: Default::default(),
     }
 }
 
@@ -58,6 +59,9 @@ pub(crate) fn session(user_id: &UserId, created: i64) -> SessionRecord {
         revoked_reason: None,
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) \"quoted\" ünïcode".to_owned()),
         ip: "203.0.113.7".to_owned(),
+        amr: vec!["pwd".to_owned(), "otp".to_owned()],
+        // After `created_at`, so that a store reading one for the other shows.
+        auth_time: at(created + 1),
     }
 }
 

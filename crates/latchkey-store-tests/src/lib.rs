@@ -90,6 +90,10 @@ macro_rules! conformance_suite {
             a_reset_token_sets_the_password_once_and_revokes_every_session,
             a_check_token_verifies_its_own_address_of_its_own_user,
             the_outbox_leases_retries_and_finishes_mails,
+            totp_enrolment_is_replaced_until_confirmed,
+            totp_steps_are_used_once_and_in_order,
+            recovery_codes_are_spent_once,
+            mfa_logins_count_tries_expire_and_are_spent_once,
         );
         // Races need real threads to mean anything.
         $crate::conformance_suite!(@tests $make, tokio::test(flavor = "multi_thread", worker_threads = 4);
@@ -98,6 +102,8 @@ macro_rules! conformance_suite {
             concurrent_login_attempts_stop_at_the_limit,
             concurrent_revocations_are_read_without_gaps,
             concurrent_claims_lease_each_mail_once,
+            concurrent_totp_steps_have_one_winner,
+            concurrent_mfa_attempts_stop_at_the_limit,
         );
     };
 }
@@ -107,6 +113,7 @@ mod fixtures;
 mod keys;
 mod limits;
 mod mail;
+mod mfa;
 mod prune;
 mod revocations;
 mod sessions;
@@ -116,6 +123,7 @@ pub use audit_clients::*;
 pub use keys::*;
 pub use limits::*;
 pub use mail::*;
+pub use mfa::*;
 pub use prune::*;
 pub use revocations::*;
 pub use sessions::*;

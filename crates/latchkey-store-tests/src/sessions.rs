@@ -14,10 +14,13 @@ pub async fn sessions_round_trip(store: Arc<dyn Store>) {
     let bare = SessionRecord {
         user_agent: None,
         salt: vec![0; 32],
+        amr: vec!["pwd".to_owned()],
         ..session(&alice.id, 20)
     };
     let ended = SessionRecord {
         ip: "2001:db8::1".to_owned(),
+        amr: vec!["hwk".to_owned(), "user".to_owned()],
+        auth_time: at(31),
         ..revoked(&session(&alice.id, 30), at(40), "logout")
     };
     for s in [&full, &bare, &ended] {

@@ -33,6 +33,13 @@ pub struct Claims {
     /// The audiences (one of them is the configured one); latchkey issues
     /// exactly one.
     pub aud: Vec<String>,
+    /// How the user logged in (RFC 8176: `pwd`, `otp`, `mfa`, `hwk`,
+    /// `user`); empty when the token does not say (`client_credentials`).
+    /// See [`Claims::has_amr`] and [`Claims::require_amr`].
+    pub amr: Vec<String>,
+    /// When the user logged in, seconds since the Unix epoch (kept by
+    /// refreshes); see [`Claims::require_auth_within`].
+    pub auth_time: Option<i64>,
 }
 
 impl Claims {
@@ -70,6 +77,9 @@ struct RawClaims {
     sid: Option<String>,
     client_id: Option<String>,
     scope: Option<String>,
+    #[serde(default)]
+    amr: Vec<String>,
+    auth_time: Option<i64>,
 }
 
 /// What a token's claims must match.
@@ -121,6 +131,8 @@ pub(crate) fn check(payload: &[u8], expect: &Expectations<'_>, now: i64) -> Resu
         nbf: raw.nbf,
         iss,
         aud,
+        amr: raw.amr,
+        auth_time: raw.auth_time,
     })
 }
 
@@ -160,6 +172,22 @@ mod tests {
         assert!(c.has_scope("write"));
         assert!(!c.has_scope("wri"));
         assert!(!c.has_scope(""));
+        // Without amr and auth_time (a client's own token): empty, none.
+        assert!(c.amr.is_empty());
+        assert_eq!(c.auth_time, None);
+        let c = check(
+            &payload(serde_json::json!({"amr": ["pwd", "otp"], "auth_time": 890})),
+            &EXPECT,
+            950,
+        )
+        .unwrap();
+        assert_eq!(c.amr, ["pwd", "otp"]);
+        assert_eq!(c.auth_time, Some(890));
+        let p = payload(serde_json::json!({"amr": "pwd"}));
+        assert!(matches!(
+            check(&p, &EXPECT, 950),
+            Err(Error::MalformedClaims(_))
+        ));
     }
 
     #[test]

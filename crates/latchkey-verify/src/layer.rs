@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
@@ -15,6 +16,7 @@ use tower::{Layer, Service};
 
 use crate::claims::Claims;
 use crate::request::{check_scopes, Rejection};
+use crate::step_up::AuthRequirement;
 use crate::verifier::Verifier;
 
 /// A tower [`Layer`] that answers every request without a valid token
@@ -29,6 +31,7 @@ use crate::verifier::Verifier;
 pub struct AuthLayer {
     verifier: Verifier,
     scopes: Arc<[String]>,
+    login: Arc<AuthRequirement>,
 }
 
 impl Verifier {
@@ -37,6 +40,7 @@ impl Verifier {
         AuthLayer {
             verifier: self.clone(),
             scopes: Arc::from(Vec::new()),
+            login: Arc::new(AuthRequirement::default()),
         }
     }
 }
@@ -48,8 +52,31 @@ impl AuthLayer {
         let mut scopes = self.scopes.to_vec();
         scopes.push(scope.into());
         Self {
-            verifier: self.verifier,
             scopes: scopes.into(),
+            ..self
+        }
+    }
+
+    /// Also requires that the user logged in with the method `amr` (RFC
+    /// 8176, e.g. `"otp"`): a valid token without it is answered 401
+    /// `insufficient_user_authentication` with `acr_values` (RFC 9470).
+    /// Calls add up.
+    pub fn require_amr(self, amr: impl Into<String>) -> Self {
+        let login = (*self.login).clone().amr(amr);
+        Self {
+            login: Arc::new(login),
+            ..self
+        }
+    }
+
+    /// Also requires that the user logged in (`auth_time`) at most
+    /// `max_age` ago: an older login is answered 401
+    /// `insufficient_user_authentication` with `max_age` (RFC 9470).
+    pub fn require_max_age(self, max_age: Duration) -> Self {
+        let login = (*self.login).clone().max_age(max_age);
+        Self {
+            login: Arc::new(login),
+            ..self
         }
     }
 }
@@ -62,6 +89,7 @@ impl<S> Layer<S> for AuthLayer {
             inner,
             verifier: self.verifier.clone(),
             scopes: self.scopes.clone(),
+            login: self.login.clone(),
         }
     }
 }
@@ -72,6 +100,7 @@ pub struct Auth<S> {
     inner: S,
     verifier: Verifier,
     scopes: Arc<[String]>,
+    login: Arc<AuthRequirement>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S>
@@ -96,6 +125,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
         let scopes = self.scopes.clone();
+        let login = self.login.clone();
         // Only the parts are borrowed across the await: a body need not be
         // `Sync`.
         let (mut parts, body) = request.into_parts();
@@ -103,6 +133,9 @@ where
             let checked = async {
                 let claims = verifier.verify_request(&parts.headers).await?;
                 check_scopes(&claims, &scopes)?;
+                if !login.is_empty() {
+                    login.check(&claims)?;
+                }
                 Ok::<_, Rejection>(claims)
             }
             .await;

@@ -64,6 +64,39 @@
 //! # }
 //! ```
 //!
+//! # Step-up: how and when the user logged in
+//!
+//! latchkey's tokens say how the user logged in (`amr`, RFC 8176: `pwd`,
+//! `otp`, `mfa`, `hwk`, `user`) and when (`auth_time`, kept by refreshes).
+//! A route can demand a method or a recent login (RFC 9470); a token short
+//! of it is answered `401` with
+//! `Bearer error="insufficient_user_authentication"` and `acr_values` (the
+//! methods missing) or `max_age` (seconds), for the client to send the
+//! user through a login again:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use axum::{routing::post, Router};
+//! use latchkey_verify::{Claims, Rejection, Verifier};
+//!
+//! async fn delete_post(claims: Claims) -> Result<&'static str, Rejection> {
+//!     // Logged in within the last 5 minutes, however.
+//!     claims.require_auth_within(Duration::from_secs(300))?;
+//!     Ok("deleted")
+//! }
+//!
+//! # fn app(verifier: Verifier) -> Router {
+//! Router::new()
+//!     .route("/posts/delete", post(delete_post))
+//!     .route_layer(verifier.layer())
+//!     // or, for every route of a router: a second factor, recently.
+//!     .merge(Router::new().route("/billing", post(|| async { "ok" }))
+//!         .route_layer(verifier.layer().require_amr("otp")
+//!             .require_max_age(Duration::from_secs(600))))
+//! # }
+//! ```
+//!
 //! Without a layer, `.layer(axum::Extension(verifier))` lets the
 //! [`Claims`] extractor verify the token itself, so that only the handlers
 //! that take `Claims` require one; `Option<Claims>` makes the token
@@ -155,6 +188,7 @@ mod jwk;
 mod layer;
 mod request;
 mod sse;
+mod step_up;
 mod token;
 mod verifier;
 
@@ -168,6 +202,7 @@ pub use crate::https::{redirect_policy, MAX_REDIRECTS};
 pub use crate::jwk::Algorithm;
 pub use crate::layer::{Auth, AuthLayer, RequireScope, Scope};
 pub use crate::request::Rejection;
+pub use crate::step_up::AuthRequirement;
 pub use crate::verifier::{
     Verifier, VerifierBuilder, DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY, DEFAULT_MAX_JWKS_BYTES,
     DEFAULT_MAX_STALE, DEFAULT_MIN_REFETCH_INTERVAL, MAX_LEEWAY,

@@ -12,7 +12,8 @@ use crate::verifier::Verifier;
 
 /// Why a request was refused, ready to become a response: 401 without a
 /// token or with a bad one (a revoked session's included), 400 for a
-/// malformed `Authorization` header, 403 when a scope is missing, 503 when
+/// malformed `Authorization` header, 403 when a scope is missing, 401 when
+/// the login is not the kind or not as recent as the route needs, 503 when
 /// the issuer's keys cannot be had or the revocation feed is down under
 /// [`RefuseAll`](crate::FeedOutagePolicy::RefuseAll), 500 when the app was
 /// wired without a verifier.
@@ -29,6 +30,16 @@ pub enum Rejection {
     /// The token lacks these (space-separated) scopes: 403
     /// `insufficient_scope`.
     InsufficientScope(String),
+    /// The user's login is not enough for this route (RFC 9470): 401
+    /// `insufficient_user_authentication`, the challenge naming the
+    /// methods missing (`acr_values`, the `amr` values to log in with) and
+    /// the oldest login allowed (`max_age`, seconds).
+    InsufficientUserAuthentication {
+        /// The `amr` methods the login lacks (empty: none).
+        acr_values: Vec<String>,
+        /// The oldest login allowed, in seconds, when it was too old.
+        max_age: Option<u64>,
+    },
     /// The issuer's keys cannot be fetched, or the revocation feed cannot
     /// be trusted and the policy refuses every token: 503, try again.
     Unavailable(Error),
@@ -44,6 +55,7 @@ impl fmt::Display for Rejection {
             Self::InvalidRequest(why) => f.write_str(why),
             Self::InvalidToken(e) | Self::Unavailable(e) => e.fmt(f),
             Self::InsufficientScope(scope) => write!(f, "the token lacks the scope {scope:?}"),
+            Self::InsufficientUserAuthentication { .. } => f.write_str(&self.description()),
             Self::NotConfigured => {
                 f.write_str("no AuthLayer or Verifier extension is in front of this handler")
             }
@@ -67,7 +79,9 @@ impl Rejection {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::MissingToken
+            | Self::InvalidToken(_)
+            | Self::InsufficientUserAuthentication { .. } => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -81,6 +95,7 @@ impl Rejection {
             Self::MissingToken | Self::InvalidToken(_) => "invalid_token",
             Self::InvalidRequest(_) => "invalid_request",
             Self::InsufficientScope(_) => "insufficient_scope",
+            Self::InsufficientUserAuthentication { .. } => "insufficient_user_authentication",
             Self::Unavailable(_) => "temporarily_unavailable",
             Self::NotConfigured => "server_error",
         }
@@ -94,6 +109,10 @@ impl Rejection {
             Self::InvalidRequest(why) => (*why).into(),
             Self::InvalidToken(e) | Self::Unavailable(e) => e.description().into(),
             Self::InsufficientScope(scope) => format!("the access token lacks the scope {scope}"),
+            Self::InsufficientUserAuthentication { acr_values, .. } if !acr_values.is_empty() => {
+                format!("a login with {} is required", acr_values.join(" "))
+            }
+            Self::InsufficientUserAuthentication { .. } => "a more recent login is required".into(),
             Self::NotConfigured => "internal error".into(),
         }
     }
@@ -110,6 +129,22 @@ impl Rejection {
             Self::InsufficientScope(scope) => Some(format!(
                 r#"Bearer error="insufficient_scope", scope="{scope}""#
             )),
+            Self::InsufficientUserAuthentication {
+                acr_values,
+                max_age,
+            } => {
+                let mut challenge = format!(
+                    r#"Bearer error="insufficient_user_authentication", error_description="{}""#,
+                    self.description()
+                );
+                if !acr_values.is_empty() {
+                    challenge.push_str(&format!(r#", acr_values="{}""#, acr_values.join(" ")));
+                }
+                if let Some(max_age) = max_age {
+                    challenge.push_str(&format!(r#", max_age="{max_age}""#));
+                }
+                Some(challenge)
+            }
             Self::Unavailable(_) | Self::NotConfigured => None,
         }
     }

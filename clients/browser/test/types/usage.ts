@@ -18,7 +18,13 @@ function warn(text: string): void {
 
 async function page(): Promise<void> {
   const login = await latchkey.login('alice', 'correct horse battery');
-  if (login.ok) show(login.user);
+  if (login.ok && login.mfaRequired) {
+    const second = await latchkey.loginSecondStep(login.mfaToken, { code: '123456' });
+    if (second.ok) show(second.user);
+    await latchkey.loginSecondStep(login.mfaToken, { recovery_code: 'abcd-efgh-ijkm-npqr' });
+    // @ts-expect-error one factor, named
+    await latchkey.loginSecondStep(login.mfaToken, '123456');
+  } else if (login.ok) show(login.user);
   else if (login.error.code === 'rate_limited') warn(`wait ${login.error.retryAfter ?? '?'} s`);
   const posts = await latchkey.fetch('/api/posts', { method: 'GET' });
   if (posts.ok) void (posts.data as { posts: unknown[] }).posts;

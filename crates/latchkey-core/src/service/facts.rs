@@ -105,6 +105,7 @@ mod tests {
             created_at: at,
             disabled_at: None,
             email: None,
+            second_factors: Default::default(),
         };
         let session = SessionRecord {
             id: SessionId::from(format!("s{i}")),
@@ -121,6 +122,8 @@ mod tests {
             revoked_reason: None,
             user_agent: None,
             ip: String::new(),
+            amr: vec!["pwd".into()],
+            auth_time: at,
         };
         (session, user)
     }

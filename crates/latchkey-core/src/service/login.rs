@@ -7,13 +7,14 @@ use std::time::Duration;
 use ipnet::Ipv6Net;
 use time::OffsetDateTime;
 
-use super::{round_up_secs, Issued, RequestContext, Service, UserView};
+use super::{round_up_secs, Issued, LoginOutcome, RequestContext, Service, UserView};
+use crate::amr;
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::crypto::random_bytes;
 use crate::error::ServiceError;
 use crate::ids::SessionId;
 use crate::policy::WEB_CLIENT_ID;
-use crate::store::{LoginAttempt, LoginLimit, SessionRecord};
+use crate::store::{LoginAttempt, LoginLimit, SessionRecord, UserRecord};
 use crate::validate::{LoginPassword, Username};
 
 /// Bytes of a session's random salt (part of every refresh token's MAC).
@@ -74,28 +75,29 @@ impl Service {
     }
 
     /// `POST /v1/auth/login`: checks the password and opens a session of
-    /// the `web` client.
+    /// the `web` client, or asks for the second factor.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         ctx: &RequestContext,
-    ) -> Result<Issued, ServiceError> {
+    ) -> Result<LoginOutcome, ServiceError> {
         let scope = self.policy.default_scope.clone();
-        self.open_session(username, password, ctx, WEB_CLIENT_ID, scope)
+        self.password_login(username, password, ctx, WEB_CLIENT_ID, scope)
             .await
     }
 
     /// Checks the password and opens a session for `client_id` with `scope`
-    /// (the `/v1` login and the password grant).
-    pub(super) async fn open_session(
+    /// (the `/v1` login and the password grant); for a user with TOTP on,
+    /// the session waits for the second step instead.
+    pub(super) async fn password_login(
         &self,
         username: &str,
         password: &str,
         ctx: &RequestContext,
         client_id: &str,
         scope: String,
-    ) -> Result<Issued, ServiceError> {
+    ) -> Result<LoginOutcome, ServiceError> {
         let username = Username::parse(username)?;
         let password = LoginPassword::parse(password)?;
         // The queue first: past it, an attempt costs nothing, not even a row.
@@ -121,7 +123,13 @@ impl Service {
                 return Err(ServiceError::InvalidCredentials);
             }
         };
-        self.store.clear_login_failures(&rate_key).await?;
+        let second_step = user.second_factors.totp;
+        // With a second factor to come, the attempt stays counted until it
+        // is given: else each right password would clear the count, and
+        // the codes tried in between would never add up to the limit.
+        if !second_step {
+            self.store.clear_login_failures(&rate_key).await?;
+        }
         if verified.needs_rehash {
             if let Ok(hash) = hashing.hash(password.expose()).await {
                 self.store
@@ -130,6 +138,30 @@ impl Service {
             }
         }
         drop(hashing);
+        if second_step {
+            let challenge = self.mfa_challenge(&user, client_id, scope, ctx).await?;
+            return Ok(LoginOutcome::MfaRequired(challenge));
+        }
+        let issued = self
+            .open_session(user, client_id, scope, amr::of(&[amr::PWD]), ctx)
+            .await?;
+        Ok(LoginOutcome::Session(Box::new(issued)))
+    }
+
+    /// Opens a session of `client_id` with `scope` for `user`, whose login
+    /// was just made by the methods `amr` (RFC 8176): every way in (a
+    /// password, a second factor, a passkey) ends here. The session opens
+    /// only while the user is enabled and still at the `password_version`
+    /// of `user` as it was read for the check.
+    pub(super) async fn open_session(
+        &self,
+        user: UserRecord,
+        client_id: &str,
+        scope: String,
+        amr: Vec<String>,
+        ctx: &RequestContext,
+    ) -> Result<Issued, ServiceError> {
+        let now = self.now();
         let session = SessionRecord {
             id: SessionId::random(),
             user_id: user.id.clone(),
@@ -145,6 +177,8 @@ impl Service {
             revoked_reason: None,
             user_agent: ctx.user_agent.clone(),
             ip: ctx.ip.clone(),
+            amr,
+            auth_time: now,
         };
         // The password checked may have changed (or the user been disabled)
         // while it was being hashed: then this login opens nothing.
@@ -166,7 +200,8 @@ impl Service {
             AuditRecord::new(AuditEvent::LoginSucceeded, now)
                 .user(&user.id)
                 .session(&session.id)
-                .ip(&ctx.ip),
+                .ip(&ctx.ip)
+                .detail(format!("amr {}", amr::join(&session.amr))),
         )
         .await;
         self.facts.insert(&session, &user);

@@ -36,7 +36,8 @@ impl Service {
         Some(self.live_sessions.load(Ordering::Relaxed)).filter(|n| *n != u64::MAX)
     }
 
-    /// Removes dead sessions, finished login-limit windows, audit rows past
+    /// Removes dead sessions, finished login-limit windows, expired logins
+    /// waiting for a second factor, audit rows past
     /// their retention and keys no live token can need, a batch at a time
     /// so that no statement holds the store for long.
     pub async fn prune(&self) -> Result<Pruned, ServiceError> {
@@ -70,6 +71,13 @@ impl Service {
             )
             .await?;
             pruned.login_failures += n;
+            if n < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
+        loop {
+            let n = timed(&mut pruned, self.store.prune_mfa_logins(now, PRUNE_BATCH)).await?;
+            pruned.mfa_logins += n;
             if n < u64::from(PRUNE_BATCH) {
                 break;
             }

@@ -3,7 +3,8 @@
 //!
 //! One file per concern: [`keys`] (signing keys), [`users`] (accounts and
 //! passwords), [`login`] (the password check and the login limit),
-//! [`refresh`] (rotation, the grace window, reuse), [`sessions`] (access
+//! [`refresh`] (rotation, the grace window, reuse), [`mfa`] (second
+//! factors and a login's second step), [`sessions`] (access
 //! tokens checked against the store, logout, revocation), [`oauth`] (the
 //! OAuth door: clients, grants, revocation, introspection) and
 //! [`maintenance`] (prune, counts).
@@ -32,6 +33,7 @@ mod feed;
 mod keys;
 mod login;
 mod maintenance;
+mod mfa;
 mod oauth;
 mod recovery;
 mod refresh;
@@ -42,6 +44,10 @@ mod views;
 pub use client_cache::CLIENT_CACHE_TTL;
 pub use feed::{FeedEvent, FeedEventKind, FeedSubscription, POLL_INTERVAL, VERIFIER_LEEWAY};
 pub use maintenance::PRUNE_BATCH;
+pub use mfa::{
+    LoginOutcome, MfaChallenge, MfaSummary, SecondFactor, TotpEnrolment, MFA_MAX_CODES,
+    MFA_METHODS, MFA_TOKEN_TTL,
+};
 pub use oauth::{ClientAuth, NewClient, PUBLIC_CLIENT_ID};
 pub use recovery::{
     MAIL_PRUNE_AFTER, RESET_MAILS_PER_HOUR, RESET_TOKEN_TTL, VERIFY_MAILS_PER_HOUR,
@@ -77,6 +83,8 @@ pub struct Authenticated {
     pub session: SessionView,
     /// The user's address, read with the session at no extra cost.
     pub email: Option<crate::mail::EmailRecord>,
+    /// The user's second factors, read with the session the same way.
+    pub second_factors: crate::mfa::SecondFactors,
 }
 
 /// The scope that lets a third-party client's token manage the account.

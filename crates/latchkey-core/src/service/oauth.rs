@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use latchkey_proto::Introspection;
 
-use super::{ClientView, Issued, RequestContext, Service};
+use super::{ClientView, Issued, LoginOutcome, RequestContext, Service};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::crypto::{random_bytes, B64};
 use crate::error::ServiceError;
@@ -135,7 +135,8 @@ impl Service {
         Ok(Some(client))
     }
 
-    /// `grant_type=password`: a session like a `/v1` login's, of this client.
+    /// `grant_type=password`: a session like a `/v1` login's, of this
+    /// client, or the second factor asked for.
     pub async fn password_grant(
         &self,
         client: &ClientAuth,
@@ -143,9 +144,9 @@ impl Service {
         password: &str,
         scope: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<Issued, ServiceError> {
+    ) -> Result<LoginOutcome, ServiceError> {
         let scope = grant_scope(scope, &client.scope)?;
-        self.open_session(username, password, ctx, &client.id, scope)
+        self.password_login(username, password, ctx, &client.id, scope)
             .await
     }
 
@@ -245,6 +246,8 @@ impl Service {
                 scope: Some(session.scope.clone()),
                 client_id: Some(session.client_id.clone()),
                 username: Some(found.user.username.clone()),
+                amr: Some(session.amr.clone()),
+                auth_time: Some(session.auth_time.unix_timestamp()),
                 ..inactive
             });
         }
@@ -285,6 +288,8 @@ impl Service {
             client_id: Some(claims.client_id),
             username,
             token_type: Some("Bearer".into()),
+            amr: (!claims.amr.is_empty()).then_some(claims.amr),
+            auth_time: claims.auth_time,
         })
     }
 

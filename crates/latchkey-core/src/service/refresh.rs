@@ -233,6 +233,8 @@ impl Service {
             sid: sid.map(str::to_owned),
             client_id: client_id.to_owned(),
             scope: scope.to_owned(),
+            amr: Vec::new(),
+            auth_time: None,
         }
     }
 
@@ -256,13 +258,17 @@ impl Service {
         user: UserView,
         now: OffsetDateTime,
     ) -> Result<Issued, ServiceError> {
-        let claims = self.access_claims(
+        let mut claims = self.access_claims(
             user.id.as_str(),
             Some(session.id.as_str()),
             &session.client_id,
             &session.scope,
             now,
         );
+        // How the session logged in, which a refresh keeps (RFC 9470's
+        // step-up reads them).
+        claims.amr = session.amr.clone();
+        claims.auth_time = Some(session.auth_time.unix_timestamp());
         let access_token = self.sign(&claims, now)?;
         let refresh_token = refresh::mint(
             &self.refresh_secret,

@@ -86,11 +86,13 @@ impl Service {
         let expires_at = self.session_expires_at(&found.session);
         let mut user = found.user;
         let email = user.email.take();
+        let second_factors = user.second_factors;
         Ok(Authenticated {
             claims,
             user: UserView::from(user),
             session: SessionView::of(found.session, expires_at),
             email,
+            second_factors,
         })
     }
 

@@ -69,6 +69,7 @@ impl Service {
             created_at: self.now(),
             disabled_at: None,
             email: None,
+            second_factors: Default::default(),
         };
         match self.store.create_user(&user).await {
             Err(StoreError::Conflict(_)) => Err(ServiceError::UsernameTaken),

@@ -53,6 +53,9 @@ pub struct SessionView {
     pub expires_at: OffsetDateTime,
     pub user_agent: Option<String>,
     pub ip: String,
+    /// How its login was made (RFC 8176).
+    pub amr: Vec<String>,
+    pub auth_time: OffsetDateTime,
 }
 
 impl SessionView {
@@ -68,6 +71,8 @@ impl SessionView {
             expires_at,
             user_agent: s.user_agent,
             ip: s.ip,
+            amr: s.amr,
+            auth_time: s.auth_time,
         }
     }
 }

@@ -23,7 +23,11 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = []), ("access_cookie" = [])),
     responses((status = 200, body = Me), (status = 401, description = "No access token, or a bad, expired or revoked one", body = ErrorBody)))]
 async fn me(Auth(auth): Auth) -> Json<Me> {
-    Json(views::me(&auth.user, auth.email.as_ref()))
+    Json(views::me(
+        &auth.user,
+        auth.email.as_ref(),
+        auth.second_factors,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/me/password", tag = "account", request_body = PasswordChange,

@@ -5,8 +5,10 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use latchkey_core::service::Issued;
-use latchkey_proto::{Credentials, ErrorBody, LoginResponse, RegisterResponse, Registration};
+use latchkey_core::service::{Issued, LoginOutcome, MfaChallenge};
+use latchkey_proto::{
+    Credentials, ErrorBody, LoginResponse, MfaRequired, RegisterResponse, Registration,
+};
 
 use super::error::ApiError;
 use super::extract::{
@@ -48,7 +50,7 @@ async fn register(
 
 /// A pair as the browser gets it: access token in the body and a cookie,
 /// refresh token in its cookie only.
-fn issued_response(app: &AppState, issued: &Issued) -> Response {
+pub(super) fn issued_response(app: &AppState, issued: &Issued) -> Response {
     let body = LoginResponse {
         access_token: issued.access_token.clone(),
         token_type: "Bearer".into(),
@@ -69,7 +71,7 @@ fn issued_response(app: &AppState, issued: &Issued) -> Response {
 }
 
 #[utoipa::path(post, path = "/v1/auth/login", tag = "session", request_body = Credentials,
-    responses((status = 200, description = "Both cookies are set; the refresh token is only in its cookie", body = LoginResponse),
+    responses((status = 200, description = "Both cookies are set; the refresh token is only in its cookie. For a user with TOTP on: MfaRequired, and no cookie", body = LoginOrMfa),
         (status = 400, description = "Malformed input", body = ErrorBody),
         (status = 401, description = "invalid_credentials", body = ErrorBody),
         (status = 403, description = "csrf_rejected: a foreign Origin", body = ErrorBody),
@@ -82,11 +84,37 @@ async fn login(
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     check_login_origin(&headers, &app)?;
-    let issued = app
+    match app
         .service
         .login(&body.username, &body.password, &ctx)
-        .await?;
-    Ok(issued_response(&app, &issued))
+        .await?
+    {
+        LoginOutcome::Session(issued) => Ok(issued_response(&app, &issued)),
+        LoginOutcome::MfaRequired(challenge) => Ok(mfa_required_response(challenge)),
+    }
+}
+
+/// A right password of a user with TOTP on: the token of the second step,
+/// and no cookie.
+fn mfa_required_response(challenge: MfaChallenge) -> Response {
+    let mut response = Json(MfaRequired {
+        mfa_required: true,
+        mfa_token: challenge.mfa_token,
+        methods: challenge.methods,
+    })
+    .into_response();
+    no_store(&mut response);
+    response
+}
+
+/// What a login answers with 200: a session, or the second factor asked
+/// for. Documentation only.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LoginOrMfa {
+    Session(LoginResponse),
+    MfaRequired(MfaRequired),
 }
 
 fn cleared(app: &AppState, mut response: Response) -> Response {

@@ -4,7 +4,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use latchkey_core::ServiceError;
-use latchkey_proto::ErrorBody;
+use latchkey_proto::{ErrorBody, MfaRequiredError};
 
 /// Everything a handler can answer as an error.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request body did not arrive within {} s", .0.as_secs())]
     RequestTimeout(std::time::Duration),
+    /// The token endpoint's password grant for a user with TOTP on: the
+    /// body carries the `mfa_token` of the second step.
+    #[error("a second factor is required: finish with the mfa grant")]
+    MfaRequired { mfa_token: String },
 }
 
 impl ApiError {
@@ -57,6 +61,9 @@ impl ApiError {
                 S::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
                 S::InvalidMailToken => (StatusCode::BAD_REQUEST, "invalid_request"),
                 S::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
+                S::TotpAlreadyEnabled => (StatusCode::CONFLICT, "totp_already_enabled"),
+                S::WrongCode => (StatusCode::BAD_REQUEST, "invalid_code"),
+                S::InvalidMfaToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             },
             Self::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::UnsupportedMediaType(_) => {
@@ -67,6 +74,7 @@ impl ApiError {
             Self::RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "invalid_request"),
+            Self::MfaRequired { .. } => (StatusCode::FORBIDDEN, "mfa_required"),
         }
     }
 
@@ -99,11 +107,23 @@ impl IntoResponse for ApiError {
             Self::Service(ServiceError::InvalidToken(why)) => tracing::debug!(why, "token refused"),
             _ => {}
         }
-        let body = ErrorBody {
-            error: code.to_owned(),
-            error_description: self.description(),
+        let mut response = match &self {
+            Self::MfaRequired { mfa_token } => {
+                let body = MfaRequiredError {
+                    error: code.to_owned(),
+                    error_description: self.description(),
+                    mfa_token: mfa_token.clone(),
+                };
+                (status, Json(body)).into_response()
+            }
+            _ => {
+                let body = ErrorBody {
+                    error: code.to_owned(),
+                    error_description: self.description(),
+                };
+                (status, Json(body)).into_response()
+            }
         };
-        let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
             Self::MissingToken => {

@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use latchkey_core::service::ClientAuth;
+use latchkey_core::service::{ClientAuth, LoginOutcome};
 use latchkey_core::ServiceError;
-use latchkey_proto::{ErrorBody, Introspection, ServerMetadata, TokenResponse};
+use latchkey_proto::{ErrorBody, Introspection, MfaRequiredError, ServerMetadata, TokenResponse};
 
 use utoipa::ToSchema;
 
@@ -33,15 +33,24 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/oauth-authorization-server", get(metadata))
 }
 
+/// The grant that finishes a password grant whose user has TOTP on.
+pub const MFA_GRANT: &str = "urn:latchkey:params:oauth:grant-type:mfa";
+
 /// The form of `POST /oauth2/token` (RFC 6749 §4.3, §6, §4.4). Documentation only.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TokenRequest {
-    /// `password`, `refresh_token` or `client_credentials`.
+    /// `password`, `refresh_token`, `client_credentials` or
+    /// `urn:latchkey:params:oauth:grant-type:mfa`.
     grant_type: String,
     username: Option<String>,
     password: Option<String>,
     refresh_token: Option<String>,
+    /// The mfa grant: the token of the password grant's 403 `mfa_required`.
+    mfa_token: Option<String>,
+    /// The mfa grant: a TOTP code (or `recovery_code` instead).
+    code: Option<String>,
+    recovery_code: Option<String>,
     /// Space-separated; within the client's scopes.
     scope: Option<String>,
     /// A public client's id, or a confidential one's with `client_secret_post`.
@@ -219,6 +228,7 @@ fn uncached(mut response: Response) -> Response {
     responses((status = 200, description = "With Cache-Control: no-store", body = TokenResponse),
         (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unauthorized_client or unsupported_grant_type", body = ErrorBody),
         (status = 401, description = "invalid_client, with WWW-Authenticate: Basic", body = ErrorBody),
+        (status = 403, description = "mfa_required: the password was right and the user has TOTP on; finish with the mfa grant and this mfa_token", body = MfaRequiredError),
         (status = 415, description = "Not form-encoded", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody)))]
 async fn token(
@@ -236,8 +246,24 @@ async fn token(
             "password" => {
                 let (username, password) =
                     (params.required("username")?, params.required("password")?);
-                let issued = service
+                match service
                     .password_grant(&client, username, password, scope, &ctx)
+                    .await
+                    .map_err(oauth)?
+                {
+                    LoginOutcome::Session(issued) => pair_response(*issued),
+                    LoginOutcome::MfaRequired(challenge) => {
+                        return Err(ApiError::MfaRequired {
+                            mfa_token: challenge.mfa_token,
+                        })
+                    }
+                }
+            }
+            MFA_GRANT => {
+                let mfa_token = params.required("mfa_token")?;
+                let factor = super::mfa::factor(params.get("code"), params.get("recovery_code"))?;
+                let issued = service
+                    .mfa_grant(&client, mfa_token, factor, &ctx)
                     .await
                     .map_err(oauth)?;
                 pair_response(issued)
@@ -372,7 +398,12 @@ async fn metadata(State(app): State<AppState>) -> Json<ServerMetadata> {
         introspection_endpoint: format!("{issuer}/oauth2/introspect"),
         revocation_feed_endpoint: format!("{issuer}/oauth2/revocations"),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
-        grant_types_supported: names(&["password", "refresh_token", "client_credentials"]),
+        grant_types_supported: names(&[
+            "password",
+            "refresh_token",
+            "client_credentials",
+            MFA_GRANT,
+        ]),
         response_types_supported: Vec::new(),
         token_endpoint_auth_methods_supported: names(&[
             "client_secret_basic",

@@ -4,12 +4,15 @@
 use axum::Json;
 use latchkey_proto::{
     Credentials, EmailChange, EmailVerification, ErrorBody, Health, Introspection, JwkSet,
-    LoginResponse, Me, PasswordChange, PasswordResetConfirm, PasswordResetRequest, PublicJwk,
-    RegisterResponse, Registration, ServerMetadata, Session, SessionList, TokenResponse, User,
+    LoginResponse, Me, MfaLogin, MfaRequired, MfaRequiredError, MfaStatus, PasswordChange,
+    PasswordResetConfirm, PasswordResetRequest, PublicJwk, RecoveryCodes, RegisterResponse,
+    Registration, ServerMetadata, Session, SessionList, TokenResponse, TotpConfirmation,
+    TotpEnrolment, TotpRemoval, User,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::auth::LoginOrMfa;
 use super::oauth::{IntrospectionRequest, RevocationRequest, TokenRequest};
 use crate::http;
 
@@ -59,6 +62,10 @@ impl Modify for SecuritySchemes {
         http::recovery::confirm_reset,
         http::recovery::change_email,
         http::recovery::verify_email,
+        http::mfa::start_totp,
+        http::mfa::confirm_totp,
+        http::mfa::remove_totp,
+        http::mfa::second_step,
         http::oauth::token,
         http::oauth::revoke,
         http::oauth::introspect,
@@ -74,7 +81,9 @@ impl Modify for SecuritySchemes {
         Credentials, ErrorBody, Health, Introspection, JwkSet, LoginResponse, PasswordChange,
         PublicJwk, RegisterResponse, ServerMetadata, Session, SessionList, TokenResponse, User,
         TokenRequest, RevocationRequest, IntrospectionRequest, Me, Registration, EmailChange,
-        EmailVerification, PasswordResetRequest, PasswordResetConfirm,
+        EmailVerification, PasswordResetRequest, PasswordResetConfirm, MfaStatus, TotpEnrolment,
+        TotpConfirmation, RecoveryCodes, TotpRemoval, MfaRequired, MfaLogin, MfaRequiredError,
+        LoginOrMfa,
     )),
     modifiers(&SecuritySchemes),
 )]

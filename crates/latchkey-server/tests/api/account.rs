@@ -14,10 +14,15 @@ async fn me_takes_the_header_or_the_cookie_and_the_header_wins() {
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["username"], "alice");
-    // The user, and the account's address (API.md §11): none yet.
-    assert_eq!(body.as_object().unwrap().len(), 5, "{body}");
+    // The user, the account's address (API.md §11) and second factors
+    // (§10): none yet.
+    assert_eq!(body.as_object().unwrap().len(), 6, "{body}");
     assert_eq!(body["email"], Value::Null);
     assert_eq!(body["email_verified"], false);
+    assert_eq!(
+        body["mfa"],
+        serde_json::json!({ "totp": false, "passkeys": 0 })
+    );
     let by_cookie: Value = app
         .get("/v1/me")
         .header("cookie", format!("accessToken={}", bob.access))
@@ -200,10 +205,13 @@ async fn sessions_list_the_live_devices_with_the_current_one_marked() {
         time::Duration::days(7)
     );
     assert_eq!(sessions[1]["current"], true);
-    for key in ["created_at", "last_used_at", "expires_at"] {
+    for key in ["created_at", "last_used_at", "expires_at", "auth_time"] {
         assert!(phone_row[key].as_str().unwrap().ends_with('Z'));
     }
-    assert_eq!(phone_row.as_object().unwrap().len(), 7);
+    // How it logged in, and when.
+    assert_eq!(phone_row["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(phone_row["auth_time"], phone_row["created_at"]);
+    assert_eq!(phone_row.as_object().unwrap().len(), 9);
 
     // Revoke one's own other device; another user's session is not found.
     let r = app

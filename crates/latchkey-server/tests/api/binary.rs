@@ -790,3 +790,54 @@ async fn mail_commands() {
         "Confirm your email address"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    ok_lines(&latchkey(&dir, &["user", "add", "erin"], Some(PASSWORD)));
+    let shown = ok_lines(&latchkey(&dir, &["user", "mfa", "erin"], None));
+    assert_eq!(
+        shown[0],
+        json!({"username": "erin", "totp": false, "totp_pending": false, "recovery_codes": 0, "passkeys": 0})
+    );
+    // Turned on through the API of a running server.
+    let server = Server::start(&dir, &[]);
+    let pair = login(&server.url, "erin").await;
+    let enrolment: Value = client()
+        .post(format!("{}/v1/me/totp", server.url))
+        .bearer_auth(&pair.access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let phone = crate::mfa::Authenticator::from_uri(enrolment["otpauth_uri"].as_str().unwrap());
+    let r = client()
+        .post(format!("{}/v1/me/totp/confirm", server.url))
+        .bearer_auth(&pair.access)
+        .json(&json!({ "code": phone.code_now() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let shown = ok_lines(&latchkey(&dir, &["user", "mfa", "erin"], None));
+    assert_eq!(shown[0]["totp"], true);
+    assert_eq!(shown[0]["recovery_codes"], 10);
+
+    let reset = ok_lines(&latchkey(&dir, &["user", "mfa-reset", "erin"], None));
+    assert_eq!(
+        reset[0],
+        json!({"username": "erin", "removed": {"totp": true, "recovery_codes": 10, "passkeys": 0}})
+    );
+    let shown = ok_lines(&latchkey(&dir, &["user", "mfa", "erin"], None));
+    assert_eq!(
+        (shown[0]["totp"].clone(), shown[0]["recovery_codes"].clone()),
+        (json!(false), json!(0))
+    );
+    // The password alone logs in again.
+    login(&server.url, "erin").await;
+    drop(server);
+    failed(&latchkey(&dir, &["user", "mfa", "nobody"], None));
+    failed(&latchkey(&dir, &["user", "mfa-reset", "nobody"], None));
+}

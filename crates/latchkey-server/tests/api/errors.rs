@@ -47,6 +47,8 @@ fn cases() -> Vec<Case> {
         r#"{{"token":"{}","new_password":"long enough"}}"#,
         "t".repeat(129)
     );
+    let long_mfa_token = format!(r#"{{"mfa_token":"{}","code":"123456"}}"#, "t".repeat(129));
+    let long_mfa_code = format!(r#"{{"mfa_token":"abc","code":"{}"}}"#, "1".repeat(65));
     let huge = format!(
         r#"{{"username":"bob","password":"{}"}}"#,
         "x".repeat(70 * 1024)
@@ -258,6 +260,126 @@ fn cases() -> Vec<Case> {
             status: S::UNAUTHORIZED,
             code: "invalid_token",
         },
+        json_case("mfa bad json", "/v1/auth/mfa", "{\"mfa_token\"", S::BAD_REQUEST),
+        json_case(
+            "mfa missing token",
+            "/v1/auth/mfa",
+            r#"{"code":"123456"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "mfa no factor",
+            "/v1/auth/mfa",
+            r#"{"mfa_token":"abc"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "mfa two factors",
+            "/v1/auth/mfa",
+            r#"{"mfa_token":"abc","code":"123456","recovery_code":"abcd-efgh-ijkm-npqr"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "mfa code of the wrong type",
+            "/v1/auth/mfa",
+            r#"{"mfa_token":"abc","code":123456}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "mfa null token",
+            "/v1/auth/mfa",
+            r#"{"mfa_token":null,"code":"123456"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "mfa unknown field",
+            "/v1/auth/mfa",
+            r#"{"mfa_token":"abc","code":"123456","remember":true}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "mfa empty token",
+            "/v1/auth/mfa",
+            r#"{"mfa_token":"","code":"123456"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case("mfa long token", "/v1/auth/mfa", &long_mfa_token, S::BAD_REQUEST),
+        json_case(
+            "mfa empty code",
+            "/v1/auth/mfa",
+            r#"{"mfa_token":"abc","code":""}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case("mfa long code", "/v1/auth/mfa", &long_mfa_code, S::BAD_REQUEST),
+        Case {
+            name: "mfa form content type",
+            method: Method::POST,
+            path: "/v1/auth/mfa",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: b"mfa_token=abc&code=123456".to_vec(),
+            status: S::UNSUPPORTED_MEDIA_TYPE,
+            code: "invalid_request",
+        },
+        Case {
+            name: "mfa grant without mfa_token",
+            method: Method::POST,
+            path: "/oauth2/token",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: b"grant_type=urn%3Alatchkey%3Aparams%3Aoauth%3Agrant-type%3Amfa&code=123456"
+                .to_vec(),
+            status: S::BAD_REQUEST,
+            code: "invalid_request",
+        },
+        Case {
+            name: "mfa grant with two factors",
+            method: Method::POST,
+            path: "/oauth2/token",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: b"grant_type=urn%3Alatchkey%3Aparams%3Aoauth%3Agrant-type%3Amfa&mfa_token=abc&code=1&recovery_code=2"
+                .to_vec(),
+            status: S::BAD_REQUEST,
+            code: "invalid_request",
+        },
+        Case {
+            name: "mfa grant with a long code",
+            method: Method::POST,
+            path: "/oauth2/token",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: format!(
+                "grant_type=urn%3Alatchkey%3Aparams%3Aoauth%3Agrant-type%3Amfa&mfa_token=abc&code={}",
+                "1".repeat(65)
+            )
+            .into_bytes(),
+            status: S::BAD_REQUEST,
+            code: "invalid_request",
+        },
+        Case {
+            name: "totp start without a token",
+            method: Method::POST,
+            path: "/v1/me/totp",
+            content_type: None,
+            body: vec![],
+            status: S::UNAUTHORIZED,
+            code: "invalid_token",
+        },
+        Case {
+            name: "totp confirm without a token",
+            method: Method::POST,
+            path: "/v1/me/totp/confirm",
+            content_type: Some("application/json"),
+            body: br#"{"code":"123456"}"#.to_vec(),
+            status: S::UNAUTHORIZED,
+            code: "invalid_token",
+        },
+        Case {
+            name: "totp removal without a token",
+            method: Method::DELETE,
+            path: "/v1/me/totp",
+            content_type: Some("application/json"),
+            body: br#"{"current_password":"x"}"#.to_vec(),
+            status: S::UNAUTHORIZED,
+            code: "invalid_token",
+        },
         Case {
             name: "reset form content type",
             method: Method::POST,
@@ -352,6 +474,9 @@ fn cases() -> Vec<Case> {
         (Method::GET, "/v1/auth/password-reset/confirm"),
         (Method::DELETE, "/v1/me/email"),
         (Method::GET, "/v1/me/email/verify"),
+        (Method::GET, "/v1/me/totp"),
+        (Method::PUT, "/v1/me/totp/confirm"),
+        (Method::GET, "/v1/auth/mfa"),
     ] {
         cases.push(Case {
             name: "wrong method",
@@ -366,17 +491,169 @@ fn cases() -> Vec<Case> {
     cases
 }
 
+/// Malformed input to the endpoints that take an access token first: sent
+/// with a good one, so that the body is what is refused.
+fn authenticated_cases() -> Vec<Case> {
+    use StatusCode as S;
+    let json = |name, method: Method, path, body: &str, status, code| Case {
+        name,
+        method,
+        path,
+        content_type: Some("application/json"),
+        body: body.as_bytes().to_vec(),
+        status,
+        code,
+    };
+    let long_code = format!(r#"{{"code":"{}"}}"#, "1".repeat(65));
+    let long_password = format!(r#"{{"current_password":"{}"}}"#, "x".repeat(1025));
+    let confirm = "/v1/me/totp/confirm";
+    let totp = "/v1/me/totp";
+    vec![
+        json(
+            "confirm bad json",
+            Method::POST,
+            confirm,
+            "{",
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        json(
+            "confirm no code",
+            Method::POST,
+            confirm,
+            "{}",
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        json(
+            "confirm code of the wrong type",
+            Method::POST,
+            confirm,
+            r#"{"code":123456}"#,
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        json(
+            "confirm unknown field",
+            Method::POST,
+            confirm,
+            r#"{"code":"123456","secret":"x"}"#,
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        json(
+            "confirm empty code",
+            Method::POST,
+            confirm,
+            r#"{"code":""}"#,
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        json(
+            "confirm long code",
+            Method::POST,
+            confirm,
+            &long_code,
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        json(
+            "confirm with nothing started",
+            Method::POST,
+            confirm,
+            r#"{"code":"123456"}"#,
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        Case {
+            name: "confirm text content type",
+            method: Method::POST,
+            path: confirm,
+            content_type: Some("text/plain"),
+            body: br#"{"code":"123456"}"#.to_vec(),
+            status: S::UNSUPPORTED_MEDIA_TYPE,
+            code: "invalid_request",
+        },
+        json(
+            "remove bad json",
+            Method::DELETE,
+            totp,
+            "[",
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        json(
+            "remove no password",
+            Method::DELETE,
+            totp,
+            "{}",
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        json(
+            "remove password of the wrong type",
+            Method::DELETE,
+            totp,
+            r#"{"current_password":["x"]}"#,
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        json(
+            "remove empty password",
+            Method::DELETE,
+            totp,
+            r#"{"current_password":""}"#,
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        json(
+            "remove long password",
+            Method::DELETE,
+            totp,
+            &long_password,
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        Case {
+            name: "remove without a body",
+            method: Method::DELETE,
+            path: totp,
+            content_type: None,
+            body: vec![],
+            status: S::UNSUPPORTED_MEDIA_TYPE,
+            code: "invalid_request",
+        },
+        Case {
+            name: "64 KiB+ on totp start",
+            method: Method::POST,
+            path: totp,
+            content_type: None,
+            body: vec![b'x'; 65 * 1024],
+            status: S::PAYLOAD_TOO_LARGE,
+            code: "invalid_request",
+        },
+    ]
+}
+
 #[tokio::test]
 async fn malformed_requests_get_their_4xx_and_harm_nothing() {
     // With mail on, so that the recovery endpoints answer (nothing listens
     // there: no mail is meant to go out).
     let app = TestApp::spawn_with(&[("smtp_url", "smtp://127.0.0.1:9")]).await;
     let before = app.user_and_login("existing").await;
-    for case in cases() {
+    let bearer = before.access.clone();
+    let all = cases()
+        .into_iter()
+        .map(|case| (case, false))
+        .chain(authenticated_cases().into_iter().map(|case| (case, true)));
+    for (case, authenticated) in all {
         let mut req = app
             .client
             .request(case.method.clone(), format!("{}{}", app.url, case.path))
             .body(case.body.clone());
+        if authenticated {
+            req = req.bearer_auth(&bearer);
+        }
         if let Some(ct) = case.content_type {
             req = req.header("content-type", ct);
         }

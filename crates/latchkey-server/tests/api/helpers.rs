@@ -288,6 +288,13 @@ pub async fn pair_of(r: Response) -> Pair {
     }
 }
 
+/// The claims of a JWT, unverified (the tests read what the server signed).
+pub fn claims_of(jwt: &str) -> Value {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    serde_json::from_slice(&b64.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
 /// Asserts the contract's error shape and code; answers the body.
 pub async fn assert_error(r: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(r.status(), status, "status for {code}");

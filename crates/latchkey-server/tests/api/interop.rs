@@ -1,5 +1,5 @@
 //! Clients no one here wrote (issue 3): Authlib's OAuth 2.0 client, PyJWT's
-//! `PyJWKClient` and the `jose` package drive a real `latchkey serve`, and
+//! `PyJWKClient`, pyotp and the `jose` package drive a real `latchkey serve`, and
 //! each of their scripts (tests/interop/) exits non-zero when latchkey
 //! departs from the standard: an error name, a status, a claim, a header or
 //! a content type.
@@ -257,6 +257,14 @@ impl Drop for Interop {
 fn authlib_password_refresh_revoke_and_rfc6749_errors() {
     require_python_packages();
     Interop::start(None, None).run("python3", "python/authlib_client.py");
+}
+
+/// pyotp as the authenticator app: enrolment, the two-step `/v1` login,
+/// replay, recovery codes; Authlib at the token endpoint's mfa grant.
+#[test]
+fn pyotp_and_authlib_log_in_with_a_second_factor() {
+    require_python_packages();
+    Interop::start(None, None).run("python3", "python/mfa_client.py");
 }
 
 #[test]

@@ -14,11 +14,6 @@ fn header_of(jwt: &str) -> Value {
     serde_json::from_slice(&b64.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap()
 }
 
-fn claims_of(jwt: &str) -> Value {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    serde_json::from_slice(&b64.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
-}
-
 async fn jwks(app: &TestApp) -> Vec<Value> {
     let body: Value = app
         .get("/.well-known/jwks.json")

@@ -12,6 +12,7 @@ mod interop;
 mod keys;
 mod limits;
 mod mail;
+mod mfa;
 mod nodes;
 mod oauth;
 mod operations;

@@ -2,19 +2,13 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::*;
 
-fn claims_of(jwt: &str) -> Value {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    serde_json::from_slice(&b64.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
-}
-
 impl TestApp {
-    async fn form(
+    pub(crate) async fn form(
         &self,
         path: &str,
         params: &[(&str, &str)],
@@ -27,7 +21,7 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
-    async fn token(
+    pub(crate) async fn token(
         &self,
         params: &[(&str, &str)],
         basic: Option<(&str, &str)>,
@@ -35,7 +29,7 @@ impl TestApp {
         self.form("/oauth2/token", params, basic).await
     }
 
-    async fn password_grant(&self, username: &str, extra: &[(&str, &str)]) -> Value {
+    pub(crate) async fn password_grant(&self, username: &str, extra: &[(&str, &str)]) -> Value {
         let mut params = vec![
             ("grant_type", "password"),
             ("username", username),
@@ -48,7 +42,7 @@ impl TestApp {
     }
 
     /// A confidential client; answers its secret.
-    async fn confidential(&self, id: &str, scope: &str) -> String {
+    pub(crate) async fn confidential(&self, id: &str, scope: &str) -> String {
         self.service
             .add_client(id, false, scope)
             .await
@@ -57,7 +51,7 @@ impl TestApp {
             .unwrap()
     }
 
-    async fn introspect(&self, token: &str, client: (&str, &str)) -> Value {
+    pub(crate) async fn introspect(&self, token: &str, client: (&str, &str)) -> Value {
         let r = self
             .form("/oauth2/introspect", &[("token", token)], Some(client))
             .await;
@@ -89,7 +83,12 @@ async fn the_metadata_names_every_endpoint() {
     }
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["password", "refresh_token", "client_credentials"])
+        serde_json::json!([
+            "password",
+            "refresh_token",
+            "client_credentials",
+            "urn:latchkey:params:oauth:grant-type:mfa"
+        ])
     );
     let methods = doc["token_endpoint_auth_methods_supported"]
         .as_array()

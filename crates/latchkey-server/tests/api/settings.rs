@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey_core::service::RequestContext;
+use latchkey_core::service::{LoginOutcome, RequestContext};
 use latchkey_core::ManualClock;
 use latchkey_server::app::build_service;
 use latchkey_server::config::{Config, RawSettings};
@@ -61,7 +61,10 @@ async fn exercise(config: &Config) {
         user_agent: None,
     };
     service.add_user("alice", PASSWORD).await.unwrap();
-    let issued = service.login("alice", PASSWORD, &ctx).await.unwrap();
+    let LoginOutcome::Session(issued) = service.login("alice", PASSWORD, &ctx).await.unwrap()
+    else {
+        panic!("alice has no second factor");
+    };
     service.authenticate(&issued.access_token).await.unwrap();
     let again = service.refresh(&issued.refresh_token, &ctx).await.unwrap();
     let _ = service.refresh(&issued.refresh_token, &ctx).await;
