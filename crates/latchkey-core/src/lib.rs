@@ -22,6 +22,6 @@ pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;
-pub use ids::{SessionId, UserId};
+pub use ids::{PasskeyId, SessionId, UserId};
 pub use policy::Policy;
 pub use service::{Service, CLIENT_CACHE_TTL};

@@ -25,8 +25,10 @@ use latchkey_core::{SessionId, UserId};
 use time::OffsetDateTime;
 
 mod mail;
+mod passkeys;
 
 pub use mail::{mail_token_of, outbox_of};
+pub use passkeys::{passkey_of, webauthn_challenge_of};
 
 /// An instant as the stores keep it: milliseconds since the Unix epoch.
 pub fn ms(t: OffsetDateTime) -> i64 {
