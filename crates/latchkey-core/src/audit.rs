@@ -42,6 +42,11 @@ pub enum AuditEvent {
     PasswordResetCompleted,
     EmailChanged,
     EmailVerified,
+    PasskeyAdded,
+    PasskeyRemoved,
+    /// A passkey login whose signature counter did not move past the
+    /// stored one: the sign of a cloned authenticator. Refused.
+    PasskeyCounterRejected,
 }
 
 impl AuditEvent {
@@ -72,6 +77,9 @@ impl AuditEvent {
             Self::PasswordResetCompleted => "password_reset_completed",
             Self::EmailChanged => "email_changed",
             Self::EmailVerified => "email_verified",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
+            Self::PasskeyCounterRejected => "passkey_counter_rejected",
         }
     }
 }

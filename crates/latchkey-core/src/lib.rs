@@ -19,6 +19,7 @@ pub mod service;
 pub mod store;
 pub mod tokens;
 pub mod validate;
+pub mod webauthn;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;

@@ -5,8 +5,8 @@
 //! passwords), [`login`] (the password check and the login limit),
 //! [`refresh`] (rotation, the grace window, reuse), [`sessions`] (access
 //! tokens checked against the store, logout, revocation), [`oauth`] (the
-//! OAuth door: clients, grants, revocation, introspection) and
-//! [`maintenance`] (prune, counts).
+//! OAuth door: clients, grants, revocation, introspection), [`passkeys`]
+//! (WebAuthn registration and login) and [`maintenance`] (prune, counts).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
@@ -33,6 +33,7 @@ mod keys;
 mod login;
 mod maintenance;
 mod oauth;
+mod passkeys;
 mod recovery;
 mod refresh;
 mod sessions;
@@ -43,6 +44,7 @@ pub use client_cache::CLIENT_CACHE_TTL;
 pub use feed::{FeedEvent, FeedEventKind, FeedSubscription, POLL_INTERVAL, VERIFIER_LEEWAY};
 pub use maintenance::PRUNE_BATCH;
 pub use oauth::{ClientAuth, NewClient, PUBLIC_CLIENT_ID};
+pub use passkeys::{CeremonyStart, PasskeyView};
 pub use recovery::{
     MAIL_PRUNE_AFTER, RESET_MAILS_PER_HOUR, RESET_TOKEN_TTL, VERIFY_MAILS_PER_HOUR,
     VERIFY_TOKEN_TTL,
@@ -120,6 +122,8 @@ pub struct Service {
     outbox: tokio::sync::Notify,
     /// Reset requests being looked up in the background (bounded).
     reset_jobs: Arc<tokio::sync::Semaphore>,
+    /// Passkeys' relying party (its id and origins).
+    relying_party: crate::webauthn::RelyingParty,
 }
 
 /// How long [`Service::ready`] waits for the store.
@@ -135,6 +139,10 @@ impl Service {
     ) -> Result<Self, ServiceError> {
         Ok(Self {
             hasher: PasswordHasher::new(policy.password_queue)?,
+            relying_party: crate::webauthn::RelyingParty::new(
+                &policy.webauthn_rp_id,
+                &policy.webauthn_origins,
+            )?,
             store,
             clock,
             policy,
