@@ -48,7 +48,7 @@ async fn register(
 
 /// A pair as the browser gets it: access token in the body and a cookie,
 /// refresh token in its cookie only.
-fn issued_response(app: &AppState, issued: &Issued) -> Response {
+pub(super) fn issued_response(app: &AppState, issued: &Issued) -> Response {
     let body = LoginResponse {
         access_token: issued.access_token.clone(),
         token_type: "Bearer".into(),

@@ -13,6 +13,7 @@ pub mod listener;
 pub(crate) mod meta;
 pub(crate) mod oauth;
 pub mod openapi;
+pub(crate) mod passkeys;
 pub(crate) mod recovery;
 pub mod views;
 
@@ -109,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(meta::router())
         .merge(oauth::router())
         .merge(recovery::router())
+        .merge(passkeys::router())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -4,8 +4,10 @@
 use axum::Json;
 use latchkey_proto::{
     Credentials, EmailChange, EmailVerification, ErrorBody, Health, Introspection, JwkSet,
-    LoginResponse, Me, PasswordChange, PasswordResetConfirm, PasswordResetRequest, PublicJwk,
-    RegisterResponse, Registration, ServerMetadata, Session, SessionList, TokenResponse, User,
+    LoginResponse, Me, Passkey, PasskeyChallenge, PasskeyCreated, PasskeyList, PasskeyLogin,
+    PasskeyLoginStart, PasskeyRegistration, PasswordChange, PasswordResetConfirm,
+    PasswordResetRequest, PublicJwk, RegisterResponse, Registration, ServerMetadata, Session,
+    SessionList, TokenResponse, User,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -59,6 +61,12 @@ impl Modify for SecuritySchemes {
         http::recovery::confirm_reset,
         http::recovery::change_email,
         http::recovery::verify_email,
+        http::passkeys::passkey_register_start,
+        http::passkeys::passkey_register_finish,
+        http::passkeys::list_passkeys,
+        http::passkeys::remove_passkey,
+        http::passkeys::passkey_login_start,
+        http::passkeys::passkey_login_finish,
         http::oauth::token,
         http::oauth::revoke,
         http::oauth::introspect,
@@ -74,7 +82,8 @@ impl Modify for SecuritySchemes {
         Credentials, ErrorBody, Health, Introspection, JwkSet, LoginResponse, PasswordChange,
         PublicJwk, RegisterResponse, ServerMetadata, Session, SessionList, TokenResponse, User,
         TokenRequest, RevocationRequest, IntrospectionRequest, Me, Registration, EmailChange,
-        EmailVerification, PasswordResetRequest, PasswordResetConfirm,
+        EmailVerification, PasswordResetRequest, PasswordResetConfirm, PasskeyChallenge,
+        PasskeyRegistration, PasskeyCreated, Passkey, PasskeyList, PasskeyLoginStart, PasskeyLogin,
     )),
     modifiers(&SecuritySchemes),
 )]
