@@ -154,8 +154,11 @@ export function mailedLink(mail) {
 /**
  * Registers the before and after hooks of a test file; the returned object
  * holds `browser`, `demoUrl` and `latchkeyUrl` once `before` has run.
+ * `host: 'localhost'` serves the page from http://localhost:PORT (the demo
+ * still listens on 127.0.0.1), latchkey's WebAuthn relying party: browsers
+ * refuse passkeys on an IP address.
  */
-export function useStack() {
+export function useStack({ host = '127.0.0.1' } = {}) {
   const stack = { browser: null, demoUrl: null, latchkeyUrl: null, mail: smtpSink() };
   const children = [];
   let tmp;
@@ -164,7 +167,7 @@ export function useStack() {
     mkdirSync(artifacts, { recursive: true });
     const databaseUrl = `sqlite://${join(tmp, 'latchkey.db')}`;
     const demoPort = await freePort();
-    const demoOrigin = `http://127.0.0.1:${demoPort}`;
+    const demoOrigin = `http://${host}:${demoPort}`;
     const smtpPort = await stack.mail.listen();
     stack.latchkeyUrl = await start(children, 'latchkey', latchkeyBin, [
       'serve',
@@ -177,6 +180,7 @@ export function useStack() {
       '--cookie-secure', 'false',
       // Mailed links open the demo's pages (the first allowed origin).
       '--smtp-url', `smtp://127.0.0.1:${smtpPort}`,
+      ...(host === 'localhost' ? ['--webauthn-rp-id', 'localhost'] : []),
     ]);
     const added = spawnSync(latchkeyBin, ['user', 'add', USERNAME, '--database-url', databaseUrl], {
       input: `${PASSWORD}\n`,
@@ -189,14 +193,15 @@ export function useStack() {
     });
     assert.equal(client.status, 0, `client add: ${client.stderr}`);
     const feedSecret = JSON.parse(client.stdout).client_secret;
-    stack.demoUrl = await start(children, 'latchkey-demo', demoBin, [
+    const demoListens = await start(children, 'latchkey-demo', demoBin, [
       '--listen', `127.0.0.1:${demoPort}`,
       '--latchkey-url', stack.latchkeyUrl,
       '--issuer', stack.latchkeyUrl,
       '--leeway', '0s',
       '--feed-client-id', 'demo-api',
     ], { LATCHKEY_DEMO_FEED_SECRET: feedSecret });
-    assert.equal(stack.demoUrl, demoOrigin);
+    assert.equal(demoListens, `http://127.0.0.1:${demoPort}`);
+    stack.demoUrl = demoOrigin;
     stack.browser = await chromium.launch({
       executablePath: chromiumPath,
       headless: true,
