@@ -198,6 +198,7 @@ impl Application {
                         login_failures = p.login_failures,
                         keys = p.keys,
                         revocations = p.revocations,
+                        webauthn_challenges = p.webauthn_challenges,
                         longest_batch_ms = p.longest_batch.as_millis() as u64,
                         took_ms = p.took.as_millis() as u64,
                         "pruned"
