@@ -193,7 +193,10 @@ impl Service {
         id: &PasskeyId,
         ctx: &RequestContext,
     ) -> Result<(), ServiceError> {
-        if !self.store.delete_passkey(&auth.user.id, id).await? {
+        // Ids are UUIDs: anything else names no passkey, and never reaches
+        // the store (PostgreSQL refuses a NUL byte in text outright).
+        let is_uuid = uuid::Uuid::try_parse(id.as_str()).is_ok();
+        if !is_uuid || !self.store.delete_passkey(&auth.user.id, id).await? {
             return Err(ServiceError::NotFound("no such passkey".into()));
         }
         self.audit(
@@ -386,7 +389,8 @@ impl Service {
         id: &str,
         purpose: ChallengePurpose,
     ) -> Result<Ceremony, ServiceError> {
-        if id.len() != CHALLENGE_ID_CHARS {
+        let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        if id.len() != CHALLENGE_ID_CHARS || !id.bytes().all(base64url) {
             return Err(stale_challenge());
         }
         let record = self

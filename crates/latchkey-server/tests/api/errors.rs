@@ -382,6 +382,15 @@ fn cases() -> Vec<Case> {
             S::BAD_REQUEST,
         ),
         json_case(
+            "passkey finish challenge with a NUL",
+            "/v1/auth/passkey/finish",
+            &format!(
+                r#"{{"challenge_id":"{}\u0000","credential":{{"id":"AQ","rawId":"AQ","type":"public-key","response":{{"authenticatorData":"AA","clientDataJSON":"e30","signature":"AA"}}}}}}"#,
+                "a".repeat(42)
+            ),
+            S::BAD_REQUEST,
+        ),
+        json_case(
             "passkey finish credential a string",
             "/v1/auth/passkey/finish",
             r#"{"challenge_id":"abc","credential":"eyJ0eXBlIjoid2ViYXV0aG4uZ2V0In0"}"#,
@@ -614,6 +623,15 @@ async fn malformed_passkey_requests_get_their_4xx_and_harm_nothing() {
             "credential not a registration",
             finish,
             r#"{"challenge_id":"abc","credential":{"type":"public-key","response":[]}}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "challenge with a NUL",
+            finish,
+            &format!(
+                r#"{{"challenge_id":"{}\u0000","credential":{{"id":"AQ","rawId":"AQ","type":"public-key","response":{{"clientDataJSON":"e30","attestationObject":"oA"}}}}}}"#,
+                "a".repeat(42)
+            ),
             S::BAD_REQUEST,
         ),
         json_case(
