@@ -4,20 +4,22 @@
 # with the password `demo password`, starts the demo in front of it and
 # prints its URL. Ctrl-C stops both.
 #
-#   scripts/demo.sh                     # http://127.0.0.1:3000
+#   scripts/demo.sh                     # http://localhost:3000
 #   DEMO_PORT=4000 scripts/demo.sh
 #   DEMO_SMTP_URL=smtp://127.0.0.1:1025 scripts/demo.sh   # "forgot password"
 #                                       # and address checks mail through
 #                                       # that server (e.g. a local mailpit)
 #
 # Local development over plain HTTP on loopback: cookies without `Secure`.
+# The page is opened as http://localhost (not 127.0.0.1): browsers refuse
+# passkeys on an IP address, and localhost is a secure context.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/toolchain.sh
 ensure_rust
 
 demo_port="${DEMO_PORT:-3000}"
-demo_origin="http://127.0.0.1:${demo_port}"
+demo_origin="http://localhost:${demo_port}"
 
 cargo build --quiet -p latchkey-server -p latchkey-demo
 target="${CARGO_TARGET_DIR:-target}/debug"
@@ -54,6 +56,7 @@ listening_url() {
   --database-url "$database_url" \
   --access-ttl 5m \
   --allowed-origins "$demo_origin" \
+  --webauthn-rp-id localhost \
   --cookie-secure false \
   ${DEMO_SMTP_URL:+--smtp-url "$DEMO_SMTP_URL"} \
   >"$tmp/latchkey.out" 2>"$tmp/latchkey.out.err" &
@@ -73,9 +76,9 @@ LATCHKEY_DEMO_FEED_SECRET="$feed_secret" "$target/latchkey-demo" \
   --feed-client-id demo-api \
   >"$tmp/demo.out" 2>"$tmp/demo.out.err" &
 demo_pid=$!
-url="$(listening_url "$tmp/demo.out" "$demo_pid")"
+listening_url "$tmp/demo.out" "$demo_pid" >/dev/null
 
 echo "latchkey:  $latchkey_url (database in $tmp)"
-echo "the demo:  $url"
+echo "the demo:  $demo_origin"
 echo "log in as demo / demo password; Ctrl-C stops both"
 wait -n "$latchkey_pid" "$demo_pid" || true

@@ -12,6 +12,10 @@ ensure_rust() {
   if ! command -v cc >/dev/null 2>&1; then
     apt_install build-essential
   fi
+  # OpenSSL's headers for webauthn-rs (passkeys' signature checks).
+  if ! pkg-config --exists openssl 2>/dev/null; then
+    apt_install pkg-config libssl-dev
+  fi
 }
 
 apt_install() {

@@ -156,8 +156,11 @@ export function mailedLink(mail) {
 /**
  * Registers the before and after hooks of a test file; the returned object
  * holds `browser`, `demoUrl` and `latchkeyUrl` once `before` has run.
+ * `host: 'localhost'` serves the page from http://localhost:PORT (the demo
+ * still listens on 127.0.0.1), latchkey's WebAuthn relying party: browsers
+ * refuse passkeys on an IP address.
  */
-export function useStack() {
+export function useStack({ host = '127.0.0.1' } = {}) {
   const stack = { browser: null, demoUrl: null, latchkeyUrl: null, mail: smtpSink() };
   const children = [];
   let tmp;
@@ -166,7 +169,7 @@ export function useStack() {
     mkdirSync(artifacts, { recursive: true });
     const databaseUrl = `sqlite://${join(tmp, 'latchkey.db')}`;
     const demoPort = await freePort();
-    const demoOrigin = `http://127.0.0.1:${demoPort}`;
+    const demoOrigin = `http://${host}:${demoPort}`;
     const smtpPort = await stack.mail.listen();
     stack.latchkeyUrl = await start(children, 'latchkey', latchkeyBin, [
       'serve',
@@ -179,6 +182,7 @@ export function useStack() {
       '--cookie-secure', 'false',
       // Mailed links open the demo's pages (the first allowed origin).
       '--smtp-url', `smtp://127.0.0.1:${smtpPort}`,
+      ...(host === 'localhost' ? ['--webauthn-rp-id', 'localhost'] : []),
     ]);
     const added = spawnSync(latchkeyBin, ['user', 'add', USERNAME, '--database-url', databaseUrl], {
       input: `${PASSWORD}\n`,
@@ -191,7 +195,7 @@ export function useStack() {
     });
     assert.equal(client.status, 0, `client add: ${client.stderr}`);
     const feedSecret = JSON.parse(client.stdout).client_secret;
-    stack.demoUrl = await start(children, 'latchkey-demo', demoBin, [
+    const demoListens = await start(children, 'latchkey-demo', demoBin, [
       '--listen', `127.0.0.1:${demoPort}`,
       '--latchkey-url', stack.latchkeyUrl,
       '--issuer', stack.latchkeyUrl,
@@ -200,7 +204,8 @@ export function useStack() {
       // Deleting a post wants a login of the last few seconds (step-up).
       '--delete-max-age', `${DELETE_MAX_AGE_S}s`,
     ], { LATCHKEY_DEMO_FEED_SECRET: feedSecret });
-    assert.equal(stack.demoUrl, demoOrigin);
+    assert.equal(demoListens, `http://127.0.0.1:${demoPort}`);
+    stack.demoUrl = demoOrigin;
     stack.browser = await chromium.launch({
       executablePath: chromiumPath,
       headless: true,

@@ -51,6 +51,11 @@ pub enum AuditEvent {
     RecoveryCodeUsed,
     /// An operator removed a user's second factors (`user mfa-reset`).
     MfaReset,
+    PasskeyAdded,
+    PasskeyRemoved,
+    /// A passkey login whose signature counter did not move past the
+    /// stored one: the sign of a cloned authenticator. Refused.
+    PasskeyCounterRejected,
 }
 
 impl AuditEvent {
@@ -86,6 +91,9 @@ impl AuditEvent {
             Self::TotpDisabled => "totp_disabled",
             Self::RecoveryCodeUsed => "recovery_code_used",
             Self::MfaReset => "mfa_reset",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
+            Self::PasskeyCounterRejected => "passkey_counter_rejected",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The ids of users and sessions, as types of their own: a function that
+//! The ids of users, sessions and passkeys, as types of their own: a function that
 //! takes a session and a user cannot be handed them the wrong way round.
 
 use std::fmt;
@@ -62,4 +62,9 @@ id_type!(
 id_type!(
     /// A session's id (`sid`): public, it is in every access token.
     SessionId
+);
+id_type!(
+    /// A passkey's id: latchkey's name for it, not the authenticator's
+    /// credential id.
+    PasskeyId
 );

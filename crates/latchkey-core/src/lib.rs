@@ -20,9 +20,10 @@ pub mod service;
 pub mod store;
 pub mod tokens;
 pub mod validate;
+pub mod webauthn;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;
-pub use ids::{SessionId, UserId};
+pub use ids::{PasskeyId, SessionId, UserId};
 pub use policy::Policy;
 pub use service::{Service, CLIENT_CACHE_TTL};

@@ -39,6 +39,11 @@ pub struct Policy {
     pub audit_retention: Duration,
     /// Mail is configured: the reset and address-check endpoints exist.
     pub mail: Option<MailPolicy>,
+    /// The WebAuthn relying party id (`webauthn_rp_id`): passkeys belong
+    /// to this domain.
+    pub webauthn_rp_id: String,
+    /// The origins whose pages may make and use passkeys (`allowed_origins`).
+    pub webauthn_origins: Vec<String>,
 }
 
 /// How often a running server reloads keys from the store.
@@ -48,8 +53,9 @@ pub const KEY_PICKUP_INTERVAL: Duration = Duration::from_secs(5);
 pub const WEB_CLIENT_ID: &str = "web";
 
 impl Default for Policy {
-    /// The defaults of every rule; `issuer` and `audience` are empty until
-    /// the server knows its address (or is told them).
+    /// The defaults of every rule; `issuer`, `audience` and the WebAuthn
+    /// relying party are empty until the server knows its address (or is
+    /// told them).
     fn default() -> Self {
         Self {
             issuer: String::new(),
@@ -67,6 +73,8 @@ impl Default for Policy {
             password_queue: 32,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             mail: None,
+            webauthn_rp_id: String::new(),
+            webauthn_origins: Vec::new(),
         }
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
-use crate::ids::{SessionId, UserId};
+use crate::ids::{PasskeyId, SessionId, UserId};
 use crate::mail::{EmailRecord, MailTokenRecord, OutboxMail};
 use crate::mfa::{MfaLoginRecord, SecondFactors, TotpRecord};
 
@@ -215,6 +215,7 @@ pub struct Pruned {
     pub audit_rows: u64,
     pub keys: u64,
     pub revocations: u64,
+    pub webauthn_challenges: u64,
     /// The longest any one batch held the store (the writer, on SQLite).
     pub longest_batch: std::time::Duration,
     /// The whole prune, pauses between batches included.
@@ -290,6 +291,64 @@ pub struct MailClaim {
     pub lease_until: OffsetDateTime,
     pub deliver_by: OffsetDateTime,
     pub limit: u32,
+}
+
+/// A passkey: a user's WebAuthn credential (API.md §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    pub id: PasskeyId,
+    pub user_id: UserId,
+    /// The user's name for it.
+    pub name: String,
+    /// The authenticator's credential id, base64url: unique among all users'.
+    pub credential_id: String,
+    /// The public key and what the authenticator said of itself, as
+    /// webauthn-rs keeps a credential (JSON): nothing secret.
+    pub credential: String,
+    /// The authenticator's signature counter at the last login (0: it
+    /// keeps none). The column is the truth; the copy in `credential`
+    /// follows it.
+    pub sign_count: u32,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// What a WebAuthn challenge was made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengePurpose {
+    Registration,
+    Login,
+}
+
+impl ChallengePurpose {
+    /// The `purpose` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+            Self::Login => "login",
+        }
+    }
+
+    pub fn from_column(text: &str) -> Option<Self> {
+        match text {
+            "registration" => Some(Self::Registration),
+            "login" => Some(Self::Login),
+            _ => None,
+        }
+    }
+}
+
+/// A WebAuthn ceremony begun and not finished: what checking its answer
+/// needs, kept in the store so that any node can finish it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebauthnChallengeRecord {
+    /// The `challenge_id` the client is given (random).
+    pub id: String,
+    pub purpose: ChallengePurpose,
+    /// The ceremony's state: JSON the service writes and reads.
+    pub state: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
 }
 
 /// Which sessions to revoke, all in one statement.
@@ -591,6 +650,52 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// The latest `limit` rows, newest first.
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+
+    // Passkeys and their WebAuthn challenges (API.md §10).
+    /// Adds a passkey; `Conflict` when its `credential_id` is registered
+    /// already, to this user or another.
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> StoreResult<()>;
+    /// A user's passkeys, oldest first.
+    async fn passkeys_of(&self, user_id: &UserId) -> StoreResult<Vec<PasskeyRecord>>;
+    /// The passkey of an authenticator's credential id, whoever's it is.
+    async fn passkey_by_credential_id(
+        &self,
+        credential_id: &str,
+    ) -> StoreResult<Option<PasskeyRecord>>;
+    /// Deletes one passkey of the user's; answers whether there was one of
+    /// that id that was theirs.
+    async fn delete_passkey(&self, user_id: &UserId, id: &PasskeyId) -> StoreResult<bool>;
+    /// A login with the passkey `id`: stores `credential` and `sign_count`
+    /// and stamps `last_used_at`, only while the stored count is below
+    /// `sign_count`, or both are 0 (an authenticator that keeps no count);
+    /// so of two logins that present the same count, on any nodes, one
+    /// passes. Answers whether it did (false too for a passkey gone).
+    async fn record_passkey_use(
+        &self,
+        id: &PasskeyId,
+        sign_count: u32,
+        credential: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    async fn insert_webauthn_challenge(
+        &self,
+        challenge: &WebauthnChallengeRecord,
+    ) -> StoreResult<()>;
+    /// Spends a challenge: deletes and answers it when it is of `purpose`
+    /// and `expires_at` is after `now`, in one statement, so that it is
+    /// answered once on all nodes together; else `None`, and nothing changes.
+    async fn take_webauthn_challenge(
+        &self,
+        id: &str,
+        purpose: ChallengePurpose,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<WebauthnChallengeRecord>>;
+    /// Deletes up to `batch` challenges that expired at or before `before`.
+    async fn prune_webauthn_challenges(
+        &self,
+        before: OffsetDateTime,
+        batch: u32,
+    ) -> StoreResult<u64>;
 }
 
 #[cfg(test)]

@@ -60,6 +60,35 @@ impl fmt::Display for Username {
     }
 }
 
+const PASSKEY_NAME_MAX_CHARS: usize = 64;
+
+/// What a user calls a passkey: trimmed, 1 to 64 characters, no control
+/// characters (it is shown back in a list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyName(String);
+
+impl PasskeyName {
+    pub fn parse(raw: &str) -> Result<Self, ServiceError> {
+        let trimmed = raw.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 || chars > PASSKEY_NAME_MAX_CHARS {
+            return Err(ServiceError::invalid_request(
+                "name must be 1 to 64 characters",
+            ));
+        }
+        if trimmed.chars().any(is_control) {
+            return Err(ServiceError::invalid_request(
+                "name must not contain control characters",
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 fn canonical_key(name: &str) -> String {
     name.nfc().collect::<String>().to_lowercase()
 }

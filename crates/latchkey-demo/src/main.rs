@@ -3,6 +3,8 @@
 //! - `GET /`: one HTML page (inline JS and CSS): a login form (with "forgot
 //!   your password?"), the feed with like and comment buttons, a "your
 //!   devices" panel and the account's email address.
+//! - On that page, passkeys: "log in with a passkey" (with the username
+//!   typed, or none) and a panel that registers and removes them.
 //! - `GET /reset-password?token=...` and `GET /verify-email?token=...`: the
 //!   same page, for the links latchkey mails; the token is spent only by the
 //!   page's POST when the user presses its button.

@@ -326,3 +326,80 @@ pub struct ServerMetadata {
 pub struct Health {
     pub status: String,
 }
+
+// Passkeys (API.md §10).
+
+/// The first half of a WebAuthn ceremony (`POST /v1/me/passkeys/register/start`,
+/// `POST /v1/auth/passkey/start`): the options for
+/// `navigator.credentials.create()` or `.get()`, binary members base64url
+/// as `toJSON()` writes them (`PublicKeyCredential.parseCreationOptionsFromJSON`
+/// and `parseRequestOptionsFromJSON` read them), and the id that finishes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PasskeyChallenge {
+    /// `PublicKeyCredentialCreationOptions` or `PublicKeyCredentialRequestOptions`.
+    #[serde(rename = "publicKey")]
+    #[schema(value_type = Object)]
+    pub public_key: serde_json::Value,
+    /// Good once, for 5 minutes.
+    pub challenge_id: String,
+}
+
+/// `POST /v1/me/passkeys/register/finish` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyRegistration {
+    pub challenge_id: String,
+    /// The `PublicKeyCredential` that `navigator.credentials.create()`
+    /// answered, as its `toJSON()` writes it.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+    /// What the user calls it (1 to 64 characters); `Passkey` without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `POST /v1/me/passkeys/register/finish` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PasskeyCreated {
+    pub id: String,
+    pub name: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// A passkey as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Passkey {
+    pub id: String,
+    pub name: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// The latest login with it, RFC 3339; null before the first.
+    pub last_used_at: Option<String>,
+}
+
+/// `GET /v1/me/passkeys` answer, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PasskeyList {
+    pub passkeys: Vec<Passkey>,
+}
+
+/// `POST /v1/auth/passkey/start` body.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyLoginStart {
+    /// Whose passkeys may answer; without it, any discoverable passkey.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// `POST /v1/auth/passkey/finish` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyLogin {
+    pub challenge_id: String,
+    /// The `PublicKeyCredential` that `navigator.credentials.get()`
+    /// answered, as its `toJSON()` writes it.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+}

@@ -199,6 +199,7 @@ impl Application {
                         mfa_logins = p.mfa_logins,
                         keys = p.keys,
                         revocations = p.revocations,
+                        webauthn_challenges = p.webauthn_challenges,
                         longest_batch_ms = p.longest_batch.as_millis() as u64,
                         took_ms = p.took.as_millis() as u64,
                         "pruned"

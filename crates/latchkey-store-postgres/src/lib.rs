@@ -60,8 +60,8 @@
 //! - one file per domain, with its statements: `users.rs`, `sessions.rs`,
 //!   `login_limit.rs`, `keys.rs` (with the server secrets), `clients.rs`,
 //!   `audit.rs`, `recovery.rs` (addresses and mailed tokens), `mail.rs`
-//!   (the outbox), `mfa.rs` (second factors); each prune lives with its
-//!   table's domain.
+//!   (the outbox), `mfa.rs` (second factors), `passkeys.rs` (WebAuthn
+//!   credentials and challenges); each prune lives with its table's domain.
 //!
 //! [`StoreError::Conflict`]: latchkey_core::store::StoreError::Conflict
 //! [`StoreError::Corrupt`]: latchkey_core::store::StoreError::Corrupt
@@ -74,6 +74,7 @@ mod keys;
 mod login_limit;
 mod mail;
 mod mfa;
+mod passkeys;
 mod pool;
 mod recovery;
 mod revocations;
@@ -87,11 +88,11 @@ use latchkey_core::keys::KeyRecord;
 use latchkey_core::mail::{EmailRecord, MailTokenRecord, OutboxMail};
 use latchkey_core::mfa::{MfaLoginRecord, TotpRecord};
 use latchkey_core::store::{
-    Advance, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, MailClaim, MailLimit,
-    RevocationRecord, RevokeScope, SessionRecord, SessionWithUser, SessionsPruned, Store,
-    StoreResult, UserRecord,
+    Advance, ChallengePurpose, ClientRecord, DeadSessions, LoginAttempt, LoginLimit, MailClaim,
+    MailLimit, PasskeyRecord, RevocationRecord, RevokeScope, SessionRecord, SessionWithUser,
+    SessionsPruned, Store, StoreResult, UserRecord, WebauthnChallengeRecord,
 };
-use latchkey_core::{SessionId, UserId};
+use latchkey_core::{PasskeyId, SessionId, UserId};
 use time::OffsetDateTime;
 
 pub use pool::{PostgresSettings, PostgresStore};
@@ -427,5 +428,59 @@ impl Store for PostgresStore {
 
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditRecord>> {
         audit::recent(self, limit).await
+    }
+
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> StoreResult<()> {
+        passkeys::insert(self, passkey).await
+    }
+
+    async fn passkeys_of(&self, user_id: &UserId) -> StoreResult<Vec<PasskeyRecord>> {
+        passkeys::of_user(self, user_id).await
+    }
+
+    async fn passkey_by_credential_id(
+        &self,
+        credential_id: &str,
+    ) -> StoreResult<Option<PasskeyRecord>> {
+        passkeys::by_credential_id(self, credential_id).await
+    }
+
+    async fn delete_passkey(&self, user_id: &UserId, id: &PasskeyId) -> StoreResult<bool> {
+        passkeys::delete(self, user_id, id).await
+    }
+
+    async fn record_passkey_use(
+        &self,
+        id: &PasskeyId,
+        sign_count: u32,
+        credential: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        passkeys::record_use(self, id, sign_count, credential, now).await
+    }
+
+    async fn insert_webauthn_challenge(
+        &self,
+        challenge: &WebauthnChallengeRecord,
+    ) -> StoreResult<()> {
+        passkeys::insert_challenge(self, challenge).await
+    }
+
+    async fn take_webauthn_challenge(
+        &self,
+        id: &str,
+        purpose: ChallengePurpose,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<WebauthnChallengeRecord>> {
+        passkeys::take_challenge(self, id, purpose, now).await
+    }
+
+    async fn prune_webauthn_challenges(
+        &self,
+        before: OffsetDateTime,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        self.delete_batch(passkeys::PRUNE_CHALLENGES, before, batch)
+            .await
     }
 }

@@ -27,9 +27,11 @@ use time::OffsetDateTime;
 
 mod mail;
 mod mfa;
+mod passkeys;
 
 pub use mail::{mail_token_of, outbox_of};
 pub use mfa::{mfa_login_of, totp_of};
+pub use passkeys::{passkey_of, webauthn_challenge_of};
 
 /// An instant as the stores keep it: milliseconds since the Unix epoch.
 pub fn ms(t: OffsetDateTime) -> i64 {

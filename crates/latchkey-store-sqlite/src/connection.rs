@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_revocations.sql"),
     include_str!("../migrations/0006_email_recovery.sql"),
     include_str!("../migrations/0007_mfa.sql"),
+    include_str!("../migrations/0008_passkeys.sql"),
 ];
 
 /// How SQLite commits: `Normal` survives a killed process, `Full` also a

@@ -105,6 +105,18 @@ macro_rules! conformance_suite {
             concurrent_totp_steps_have_one_winner,
             concurrent_mfa_attempts_stop_at_the_limit,
         );
+        // Passkeys (API.md §10).
+        $crate::conformance_suite!(@tests $make, tokio::test;
+            passkeys_round_trip_and_credential_ids_are_unique,
+            a_passkey_is_deleted_by_its_owner_only,
+            a_passkey_counter_only_moves_forward,
+            webauthn_challenges_are_spent_once_before_they_expire,
+            prune_webauthn_challenges_by_expiry_a_batch_at_a_time,
+        );
+        $crate::conformance_suite!(@tests $make, tokio::test(flavor = "multi_thread", worker_threads = 4);
+            concurrent_uses_of_one_count_have_one_winner,
+            concurrent_takes_of_a_challenge_have_one_winner,
+        );
     };
 }
 
@@ -114,6 +126,7 @@ mod keys;
 mod limits;
 mod mail;
 mod mfa;
+mod passkeys;
 mod prune;
 mod revocations;
 mod sessions;
@@ -124,6 +137,7 @@ pub use keys::*;
 pub use limits::*;
 pub use mail::*;
 pub use mfa::*;
+pub use passkeys::*;
 pub use prune::*;
 pub use revocations::*;
 pub use sessions::*;

@@ -37,9 +37,9 @@ impl Service {
     }
 
     /// Removes dead sessions, finished login-limit windows, expired logins
-    /// waiting for a second factor, audit rows past
-    /// their retention and keys no live token can need, a batch at a time
-    /// so that no statement holds the store for long.
+    /// waiting for a second factor, expired WebAuthn challenges, audit rows
+    /// past their retention and keys no live token can need, a batch at a
+    /// time so that no statement holds the store for long.
     pub async fn prune(&self) -> Result<Pruned, ServiceError> {
         let started = Instant::now();
         let now = self.now();
@@ -95,6 +95,17 @@ impl Service {
             }
         }
         pruned.revocations = self.prune_revocations(now).await?;
+        loop {
+            let n = timed(
+                &mut pruned,
+                self.store.prune_webauthn_challenges(now, PRUNE_BATCH),
+            )
+            .await?;
+            pruned.webauthn_challenges += n;
+            if n < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
         let records = self.store.list_keys().await?;
         let gone = keys::deletable(&records, now, self.policy.access_ttl);
         if !gone.is_empty() {

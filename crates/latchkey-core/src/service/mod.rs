@@ -6,8 +6,8 @@
 //! [`refresh`] (rotation, the grace window, reuse), [`mfa`] (second
 //! factors and a login's second step), [`sessions`] (access
 //! tokens checked against the store, logout, revocation), [`oauth`] (the
-//! OAuth door: clients, grants, revocation, introspection) and
-//! [`maintenance`] (prune, counts).
+//! OAuth door: clients, grants, revocation, introspection), [`passkeys`]
+//! (WebAuthn registration and login) and [`maintenance`] (prune, counts).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
@@ -35,6 +35,7 @@ mod login;
 mod maintenance;
 mod mfa;
 mod oauth;
+mod passkeys;
 mod recovery;
 mod refresh;
 mod sessions;
@@ -49,6 +50,7 @@ pub use mfa::{
     MFA_METHODS, MFA_TOKEN_TTL,
 };
 pub use oauth::{ClientAuth, NewClient, PUBLIC_CLIENT_ID};
+pub use passkeys::{CeremonyStart, PasskeyView};
 pub use recovery::{
     MAIL_PRUNE_AFTER, RESET_MAILS_PER_HOUR, RESET_TOKEN_TTL, VERIFY_MAILS_PER_HOUR,
     VERIFY_TOKEN_TTL,
@@ -128,6 +130,8 @@ pub struct Service {
     outbox: tokio::sync::Notify,
     /// Reset requests being looked up in the background (bounded).
     reset_jobs: Arc<tokio::sync::Semaphore>,
+    /// Passkeys' relying party (its id and origins).
+    relying_party: crate::webauthn::RelyingParty,
 }
 
 /// How long [`Service::ready`] waits for the store.
@@ -143,6 +147,10 @@ impl Service {
     ) -> Result<Self, ServiceError> {
         Ok(Self {
             hasher: PasswordHasher::new(policy.password_queue)?,
+            relying_party: crate::webauthn::RelyingParty::new(
+                &policy.webauthn_rp_id,
+                &policy.webauthn_origins,
+            )?,
             store,
             clock,
             policy,

@@ -21,7 +21,7 @@ mod values;
 pub use values::SmtpUrl;
 use values::{
     cookie_name, duration, is_postgres_url, list, parse_bool, parse_database_url, parse_mailbox,
-    parse_net, parse_page_url, parse_url_base, scope_list, whole,
+    parse_net, parse_page_url, parse_rp_id, parse_url_base, scope_list, whole,
 };
 pub use values::{origin_of, parse_duration, parse_origin};
 
@@ -101,6 +101,8 @@ pub struct Config {
     /// (the built-in ones where it has no file).
     pub mail_templates: Option<PathBuf>,
     pub templates: Option<std::sync::Arc<Templates>>,
+    /// `None`: the issuer's host.
+    pub webauthn_rp_id: Option<String>,
 }
 
 impl Default for Config {
@@ -136,6 +138,7 @@ impl Default for Config {
             email_verify_url: None,
             mail_templates: None,
             templates: None,
+            webauthn_rp_id: None,
         }
     }
 }
@@ -286,6 +289,8 @@ pub const SETTINGS: &[Setting] = &[
         c.templates = Some(std::sync::Arc::new(templates));
         c.mail_templates = Some(dir);
     }),
+    setting!("webauthn_rp_id", |c, v| c.webauthn_rp_id =
+        Some(parse_rp_id(v)?)),
 ];
 
 /// The setting of that name.
@@ -414,14 +419,7 @@ impl Config {
         if let Some(from) = &self.mail_from {
             return from.clone();
         }
-        let host = origin_of(issuer)
-            .and_then(|o| o.split_once("://").map(|(_, rest)| rest.to_owned()))
-            .unwrap_or_default();
-        let host = match host.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_owned(),
-            _ => host,
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = issuer_host(issuer);
         if host.parse::<std::net::IpAddr>().is_ok() || host.is_empty() {
             // An address is no mail domain: the conventional local one.
             return "latchkey@localhost".into();
@@ -429,8 +427,9 @@ impl Config {
         format!("latchkey@{host}")
     }
 
-    /// The service's rules for this issuer (the audience defaults to it;
-    /// the mailed links to the first allowed origin's pages).
+    /// The service's rules for this issuer (the audience defaults to it,
+    /// the WebAuthn relying party id to its host; the mailed links to the
+    /// first allowed origin's pages).
     pub fn policy_for(&self, issuer: String) -> Result<Policy, ConfigError> {
         let mail = match &self.smtp_url {
             None => None,
@@ -464,11 +463,30 @@ impl Config {
         };
         Ok(Policy {
             audience: self.audience.clone().unwrap_or_else(|| issuer.clone()),
+            webauthn_rp_id: self
+                .webauthn_rp_id
+                .clone()
+                .unwrap_or_else(|| issuer_host(&issuer)),
+            webauthn_origins: self.allowed_origins_for(&issuer),
             issuer,
             mail,
             ..self.policy.clone()
         })
     }
+}
+
+/// The host of the issuer's URL: no scheme, port or brackets.
+fn issuer_host(issuer: &str) -> String {
+    let host = origin_of(issuer)
+        .and_then(|o| o.split_once("://").map(|(_, rest)| rest.to_owned()))
+        .unwrap_or_default();
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_owned(),
+        _ => host,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -88,6 +88,13 @@ fn a_bad_value_names_its_setting() {
         ("password_reset_url", "/reset"),
         ("email_verify_url", "https://app.example/verify#x"),
         ("mail_templates", "/no/such/directory"),
+        ("webauthn_rp_id", "127.0.0.1"),
+        ("webauthn_rp_id", "[::1]"),
+        ("webauthn_rp_id", "https://example.com"),
+        ("webauthn_rp_id", "example.com:8443"),
+        ("webauthn_rp_id", "exa mple.com"),
+        ("webauthn_rp_id", "-example.com"),
+        ("webauthn_rp_id", "exämple.com"),
     ] {
         let e = Config::from_raw(&raw(&[(name, value)])).unwrap_err();
         assert_eq!(e.setting, name);
@@ -179,6 +186,44 @@ fn unknown_file_settings_are_refused() {
     std::fs::write(&path, "acces_ttl = \"1m\"\n").unwrap();
     let e = layer(Some(&path), std::iter::empty(), &RawSettings::new()).unwrap_err();
     assert_eq!(e.setting, "acces_ttl");
+}
+
+#[test]
+fn the_webauthn_relying_party_is_the_issuers_host_unless_set() {
+    let plain = Config::from_raw(&RawSettings::new()).unwrap();
+    assert_eq!(plain.webauthn_rp_id, None);
+    let policy = plain
+        .policy_for("https://id.example.com:8443".into())
+        .unwrap();
+    assert_eq!(policy.webauthn_rp_id, "id.example.com");
+    assert_eq!(policy.webauthn_origins, ["https://id.example.com:8443"]);
+    let policy = plain.policy_for("http://[::1]:8080".into()).unwrap();
+    assert_eq!(policy.webauthn_rp_id, "::1");
+
+    // A parent domain of the origins, from any layer; the origins are
+    // allowed_origins.
+    let env = vec![(
+        "LATCHKEY_WEBAUTHN_RP_ID".to_string(),
+        " Example.COM. ".to_string(),
+    )];
+    let layered = layer(
+        None,
+        env.into_iter(),
+        &raw(&[(
+            "allowed_origins",
+            "https://app.example.com,https://example.com",
+        )]),
+    )
+    .unwrap();
+    let set = Config::from_raw(&layered).unwrap();
+    let policy = set.policy_for("https://id.example.com".into()).unwrap();
+    assert_eq!(policy.webauthn_rp_id, "example.com");
+    assert_eq!(
+        policy.webauthn_origins,
+        ["https://app.example.com", "https://example.com"]
+    );
+    let local = Config::from_raw(&raw(&[("webauthn_rp_id", "localhost")])).unwrap();
+    assert_eq!(local.webauthn_rp_id.as_deref(), Some("localhost"));
 }
 
 #[test]

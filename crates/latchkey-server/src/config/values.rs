@@ -122,6 +122,32 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
     Ok(lower)
 }
 
+/// `webauthn_rp_id`: a domain name, lower case, without scheme, port or
+/// path. Browsers refuse an IP address as a relying party id.
+pub(super) fn parse_rp_id(text: &str) -> Result<String, String> {
+    let id = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if id.len() > 253 || !id.split('.').all(label_ok) {
+        return Err(format!(
+            "{text:?} is not a domain name such as example.com (an internationalised one in its xn-- form)"
+        ));
+    }
+    if id.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "{text:?} is an IP address: browsers take only a domain name as a relying party id"
+        ));
+    }
+    Ok(id)
+}
+
 pub(super) fn parse_url_base(text: &str) -> Result<String, String> {
     let trimmed = text.trim().trim_end_matches('/');
     if !(trimmed.starts_with("http://") || trimmed.starts_with("https://"))

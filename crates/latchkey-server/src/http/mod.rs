@@ -14,6 +14,7 @@ pub(crate) mod meta;
 pub(crate) mod mfa;
 pub(crate) mod oauth;
 pub mod openapi;
+pub(crate) mod passkeys;
 pub(crate) mod recovery;
 pub mod views;
 
@@ -111,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .merge(oauth::router())
         .merge(recovery::router())
         .merge(mfa::router())
+        .merge(passkeys::router())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -4,10 +4,11 @@
 use axum::Json;
 use latchkey_proto::{
     Credentials, EmailChange, EmailVerification, ErrorBody, Health, Introspection, JwkSet,
-    LoginResponse, Me, MfaLogin, MfaRequired, MfaRequiredError, MfaStatus, PasswordChange,
-    PasswordResetConfirm, PasswordResetRequest, PublicJwk, RecoveryCodes, RegisterResponse,
-    Registration, ServerMetadata, Session, SessionList, TokenResponse, TotpConfirmation,
-    TotpEnrolment, TotpRemoval, User,
+    LoginResponse, Me, MfaLogin, MfaRequired, MfaRequiredError, MfaStatus, Passkey,
+    PasskeyChallenge, PasskeyCreated, PasskeyList, PasskeyLogin, PasskeyLoginStart,
+    PasskeyRegistration, PasswordChange, PasswordResetConfirm, PasswordResetRequest, PublicJwk,
+    RecoveryCodes, RegisterResponse, Registration, ServerMetadata, Session, SessionList,
+    TokenResponse, TotpConfirmation, TotpEnrolment, TotpRemoval, User,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -66,6 +67,12 @@ impl Modify for SecuritySchemes {
         http::mfa::confirm_totp,
         http::mfa::remove_totp,
         http::mfa::second_step,
+        http::passkeys::passkey_register_start,
+        http::passkeys::passkey_register_finish,
+        http::passkeys::list_passkeys,
+        http::passkeys::remove_passkey,
+        http::passkeys::passkey_login_start,
+        http::passkeys::passkey_login_finish,
         http::oauth::token,
         http::oauth::revoke,
         http::oauth::introspect,
@@ -84,6 +91,8 @@ impl Modify for SecuritySchemes {
         EmailVerification, PasswordResetRequest, PasswordResetConfirm, MfaStatus, TotpEnrolment,
         TotpConfirmation, RecoveryCodes, TotpRemoval, MfaRequired, MfaLogin, MfaRequiredError,
         LoginOrMfa,
+        EmailVerification, PasswordResetRequest, PasswordResetConfirm, PasskeyChallenge,
+        PasskeyRegistration, PasskeyCreated, Passkey, PasskeyList, PasskeyLoginStart, PasskeyLogin,
     )),
     modifiers(&SecuritySchemes),
 )]

@@ -443,6 +443,130 @@ fn cases() -> Vec<Case> {
             status: S::UNAUTHORIZED,
             code: "invalid_token",
         },
+        json_case(
+            "passkey start bad json",
+            "/v1/auth/passkey/start",
+            "{",
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey start empty body",
+            "/v1/auth/passkey/start",
+            "",
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey start username of the wrong type",
+            "/v1/auth/passkey/start",
+            r#"{"username":["alice"]}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey start unknown field",
+            "/v1/auth/passkey/start",
+            r#"{"user":"alice"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey start long username",
+            "/v1/auth/passkey/start",
+            &long_name.replace(r#","password":"long enough""#, ""),
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey start control character",
+            "/v1/auth/passkey/start",
+            r#"{"username":"bo\u0007b"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey finish bad json",
+            "/v1/auth/passkey/finish",
+            r#"{"challenge_id":"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey finish missing credential",
+            "/v1/auth/passkey/finish",
+            r#"{"challenge_id":"abc"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey finish challenge of the wrong type",
+            "/v1/auth/passkey/finish",
+            r#"{"challenge_id":7,"credential":{}}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey finish credential not an assertion",
+            "/v1/auth/passkey/finish",
+            r#"{"challenge_id":"abc","credential":{"id":"x","rawId":[1,2],"type":"public-key"}}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey finish challenge with a NUL",
+            "/v1/auth/passkey/finish",
+            &format!(
+                r#"{{"challenge_id":"{}\u0000","credential":{{"id":"AQ","rawId":"AQ","type":"public-key","response":{{"authenticatorData":"AA","clientDataJSON":"e30","signature":"AA"}}}}}}"#,
+                "a".repeat(42)
+            ),
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "passkey finish credential a string",
+            "/v1/auth/passkey/finish",
+            r#"{"challenge_id":"abc","credential":"eyJ0eXBlIjoid2ViYXV0aG4uZ2V0In0"}"#,
+            S::BAD_REQUEST,
+        ),
+        Case {
+            name: "passkey finish 64 KiB+",
+            method: Method::POST,
+            path: "/v1/auth/passkey/finish",
+            content_type: Some("application/json"),
+            body: format!(
+                r#"{{"challenge_id":"abc","credential":{{"id":"{}"}}}}"#,
+                "x".repeat(70 * 1024)
+            )
+            .into_bytes(),
+            status: S::PAYLOAD_TOO_LARGE,
+            code: "invalid_request",
+        },
+        Case {
+            name: "passkey start form content type",
+            method: Method::POST,
+            path: "/v1/auth/passkey/start",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: b"username=alice".to_vec(),
+            status: S::UNSUPPORTED_MEDIA_TYPE,
+            code: "invalid_request",
+        },
+        Case {
+            name: "passkey registration without a token",
+            method: Method::POST,
+            path: "/v1/me/passkeys/register/start",
+            content_type: None,
+            body: vec![],
+            status: S::UNAUTHORIZED,
+            code: "invalid_token",
+        },
+        Case {
+            name: "passkey list without a token",
+            method: Method::GET,
+            path: "/v1/me/passkeys",
+            content_type: None,
+            body: vec![],
+            status: S::UNAUTHORIZED,
+            code: "invalid_token",
+        },
+        Case {
+            name: "passkey removal without a token",
+            method: Method::DELETE,
+            path: "/v1/me/passkeys/abc",
+            content_type: None,
+            body: vec![],
+            status: S::UNAUTHORIZED,
+            code: "invalid_token",
+        },
         Case {
             name: "unknown route",
             method: Method::GET,
@@ -477,6 +601,12 @@ fn cases() -> Vec<Case> {
         (Method::GET, "/v1/me/totp"),
         (Method::PUT, "/v1/me/totp/confirm"),
         (Method::GET, "/v1/auth/mfa"),
+        (Method::GET, "/v1/auth/passkey/start"),
+        (Method::GET, "/v1/auth/passkey/finish"),
+        (Method::PUT, "/v1/me/passkeys"),
+        (Method::GET, "/v1/me/passkeys/register/start"),
+        (Method::DELETE, "/v1/me/passkeys/register/finish"),
+        (Method::POST, "/v1/me/passkeys/abc"),
     ] {
         cases.push(Case {
             name: "wrong method",
@@ -635,49 +765,52 @@ fn authenticated_cases() -> Vec<Case> {
     ]
 }
 
+/// Sends `case` (with `bearer` as its access token) and checks its answer.
+async fn check(app: &TestApp, case: &Case, bearer: Option<&str>) {
+    let mut req = app
+        .client
+        .request(case.method.clone(), format!("{}{}", app.url, case.path))
+        .body(case.body.clone());
+    if let Some(ct) = case.content_type {
+        req = req.header("content-type", ct);
+    }
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let r = req.send().await.unwrap();
+    let allow = r.headers().get("allow").cloned();
+    assert_eq!(
+        r.status(),
+        case.status,
+        "{}: {} {}",
+        case.name,
+        case.method,
+        case.path
+    );
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json",
+        "{}",
+        case.name
+    );
+    assert_error(r, case.status, case.code).await;
+    if case.status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = allow.unwrap_or_else(|| panic!("{}: no Allow", case.path));
+        assert!(!allow.to_str().unwrap().contains("TRACE"));
+    }
+}
+
 #[tokio::test]
 async fn malformed_requests_get_their_4xx_and_harm_nothing() {
     // With mail on, so that the recovery endpoints answer (nothing listens
     // there: no mail is meant to go out).
     let app = TestApp::spawn_with(&[("smtp_url", "smtp://127.0.0.1:9")]).await;
     let before = app.user_and_login("existing").await;
-    let bearer = before.access.clone();
-    let all = cases()
-        .into_iter()
-        .map(|case| (case, false))
-        .chain(authenticated_cases().into_iter().map(|case| (case, true)));
-    for (case, authenticated) in all {
-        let mut req = app
-            .client
-            .request(case.method.clone(), format!("{}{}", app.url, case.path))
-            .body(case.body.clone());
-        if authenticated {
-            req = req.bearer_auth(&bearer);
-        }
-        if let Some(ct) = case.content_type {
-            req = req.header("content-type", ct);
-        }
-        let r = req.send().await.unwrap();
-        let allow = r.headers().get("allow").cloned();
-        assert_eq!(
-            r.status(),
-            case.status,
-            "{}: {} {}",
-            case.name,
-            case.method,
-            case.path
-        );
-        assert_eq!(
-            r.headers()["content-type"],
-            "application/json",
-            "{}",
-            case.name
-        );
-        assert_error(r, case.status, case.code).await;
-        if case.status == StatusCode::METHOD_NOT_ALLOWED {
-            let allow = allow.unwrap_or_else(|| panic!("{}: no Allow", case.path));
-            assert!(!allow.to_str().unwrap().contains("TRACE"));
-        }
+    for case in cases() {
+        check(&app, &case, None).await;
+    }
+    for case in authenticated_cases() {
+        check(&app, &case, Some(&before.access)).await;
     }
     // Nothing stored was lost: the user, their session and their password.
     assert_eq!(app.me(&before.access).await.status(), StatusCode::OK);
@@ -700,4 +833,132 @@ async fn health_and_readiness() {
         app.get("/readyz").send().await.unwrap().status(),
         StatusCode::OK
     );
+}
+
+/// The passkey account endpoints, with a good access token: their bodies
+/// get the same 4xx, and a passkey of the user's outlives them.
+#[tokio::test]
+async fn malformed_passkey_requests_get_their_4xx_and_harm_nothing() {
+    use StatusCode as S;
+    let app = TestApp::spawn().await;
+    let alice = app.user_and_login("alice").await;
+    let mut key =
+        crate::authenticator::Authenticator::new(&app.url, crate::authenticator::Alg::Es256);
+    app.add_passkey(&alice.access, &mut key, None).await;
+    let finish = "/v1/me/passkeys/register/finish";
+    let long_name = format!(
+        r#"{{"challenge_id":"abc","credential":{{}},"name":"{}"}}"#,
+        "n".repeat(65)
+    );
+    let mut cases = vec![
+        json_case("bad json", finish, "{", S::BAD_REQUEST),
+        json_case("not an object", finish, "[]", S::BAD_REQUEST),
+        json_case("empty body", finish, "", S::BAD_REQUEST),
+        json_case(
+            "missing credential",
+            finish,
+            r#"{"challenge_id":"abc"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "null challenge",
+            finish,
+            r#"{"challenge_id":null,"credential":{}}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "unknown field",
+            finish,
+            r#"{"challenge_id":"abc","credential":{},"admin":true}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "name of the wrong type",
+            finish,
+            r#"{"challenge_id":"abc","credential":{},"name":5}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case("long name", finish, &long_name, S::BAD_REQUEST),
+        json_case(
+            "empty name",
+            finish,
+            r#"{"challenge_id":"abc","credential":{},"name":"  "}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "control character in the name",
+            finish,
+            r#"{"challenge_id":"abc","credential":{},"name":"a\u0000b"}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "credential not a registration",
+            finish,
+            r#"{"challenge_id":"abc","credential":{"type":"public-key","response":[]}}"#,
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "challenge with a NUL",
+            finish,
+            &format!(
+                r#"{{"challenge_id":"{}\u0000","credential":{{"id":"AQ","rawId":"AQ","type":"public-key","response":{{"clientDataJSON":"e30","attestationObject":"oA"}}}}}}"#,
+                "a".repeat(42)
+            ),
+            S::BAD_REQUEST,
+        ),
+        json_case(
+            "unknown challenge",
+            finish,
+            r#"{"challenge_id":"abc","credential":{"id":"AQ","rawId":"AQ","type":"public-key","response":{"clientDataJSON":"e30","attestationObject":"oA"}}}"#,
+            S::BAD_REQUEST,
+        ),
+        Case {
+            name: "64 KiB+",
+            method: Method::POST,
+            path: finish,
+            content_type: Some("application/json"),
+            body: vec![b' '; 65 * 1024],
+            status: S::PAYLOAD_TOO_LARGE,
+            code: "invalid_request",
+        },
+        Case {
+            name: "no content type",
+            method: Method::POST,
+            path: finish,
+            content_type: None,
+            body: br#"{"challenge_id":"abc","credential":{}}"#.to_vec(),
+            status: S::UNSUPPORTED_MEDIA_TYPE,
+            code: "invalid_request",
+        },
+        Case {
+            name: "64 KiB+ on the registration start",
+            method: Method::POST,
+            path: "/v1/me/passkeys/register/start",
+            content_type: Some("application/json"),
+            body: vec![b'x'; 65 * 1024],
+            status: S::PAYLOAD_TOO_LARGE,
+            code: "invalid_request",
+        },
+    ];
+    for path in [
+        "/v1/me/passkeys/no-such-id",
+        "/v1/me/passkeys/%00",
+        "/v1/me/passkeys/..%2F..%2Fme",
+    ] {
+        cases.push(Case {
+            name: "unknown passkey",
+            method: Method::DELETE,
+            path,
+            content_type: None,
+            body: vec![],
+            status: S::NOT_FOUND,
+            code: "not_found",
+        });
+    }
+    for case in &cases {
+        check(&app, case, Some(&alice.access)).await;
+    }
+    assert_eq!(app.passkeys(&alice.access).await.len(), 1);
+    let login = app.passkey_login(&mut key, None).await;
+    assert_eq!(login.status(), S::OK);
 }

@@ -3,6 +3,7 @@
 
 mod account;
 mod auth;
+mod authenticator;
 mod binary;
 mod csrf;
 mod errors;
@@ -16,6 +17,7 @@ mod mfa;
 mod nodes;
 mod oauth;
 mod operations;
+mod passkeys;
 mod refresh;
 mod settings;
 mod smtp;
