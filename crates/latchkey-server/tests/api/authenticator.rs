@@ -162,12 +162,16 @@ impl Authenticator {
         .unwrap()
     }
 
-    fn flags(&self) -> u8 {
-        if self.verifies_user {
-            UP | UV
-        } else {
-            UP
-        }
+    /// Authenticator data up to the counter: the rp id's hash, the flags
+    /// (user presence, verification when it verifies, and `more`), the count.
+    fn auth_data(&self, credential: &Credential, more: u8) -> Vec<u8> {
+        let verified = if self.verifies_user { UV } else { 0 };
+        let mut data = digest(&SHA256, credential.rp_id.as_bytes())
+            .as_ref()
+            .to_vec();
+        data.push(UP | verified | more);
+        data.extend_from_slice(&credential.sign_count.to_be_bytes());
+        data
     }
 
     /// `navigator.credentials.create({publicKey: options})`: a new
@@ -228,11 +232,7 @@ impl Authenticator {
     /// The registration answer of `credential` to `challenge`.
     pub fn attest(&self, credential: &Credential, challenge: &str) -> Value {
         let client_data = self.client_data("webauthn.create", challenge);
-        let mut auth_data = digest(&SHA256, credential.rp_id.as_bytes())
-            .as_ref()
-            .to_vec();
-        auth_data.push(self.flags() | AT);
-        auth_data.extend_from_slice(&credential.sign_count.to_be_bytes());
+        let mut auth_data = self.auth_data(credential, AT);
         auth_data.extend_from_slice(&[0; 16]); // AAGUID: none.
         auth_data.extend_from_slice(&(credential.id.len() as u16).to_be_bytes());
         auth_data.extend_from_slice(&credential.id);
@@ -282,11 +282,7 @@ impl Authenticator {
     /// The login answer of `credential` to `challenge`, with its user handle.
     pub fn assert(&self, credential: &Credential, challenge: &str) -> Value {
         let client_data = self.client_data("webauthn.get", challenge);
-        let mut auth_data = digest(&SHA256, credential.rp_id.as_bytes())
-            .as_ref()
-            .to_vec();
-        auth_data.push(self.flags());
-        auth_data.extend_from_slice(&credential.sign_count.to_be_bytes());
+        let auth_data = self.auth_data(credential, 0);
         let mut signed = auth_data.clone();
         signed.extend_from_slice(digest(&SHA256, &client_data).as_ref());
         json!({

@@ -841,10 +841,9 @@ async fn health_and_readiness() {
 async fn malformed_passkey_requests_get_their_4xx_and_harm_nothing() {
     use StatusCode as S;
     let app = TestApp::spawn().await;
-    let alice = app.user_and_login("alice").await;
-    let mut key =
-        crate::authenticator::Authenticator::new(&app.url, crate::authenticator::Alg::Es256);
-    app.add_passkey(&alice.access, &mut key, None).await;
+    let (alice, mut key) = app
+        .user_with_passkey("alice", crate::authenticator::Alg::Es256)
+        .await;
     let finish = "/v1/me/passkeys/register/finish";
     let long_name = format!(
         r#"{{"challenge_id":"abc","credential":{{}},"name":"{}"}}"#,

@@ -101,6 +101,19 @@ impl TestApp {
             .await
     }
 
+    /// `username`, registered and logged in, with one passkey made by a
+    /// new authenticator of `alg`.
+    pub(crate) async fn user_with_passkey(
+        &self,
+        username: &str,
+        alg: Alg,
+    ) -> (Pair, Authenticator) {
+        let login = self.user_and_login(username).await;
+        let mut key = Authenticator::new(&self.url, alg);
+        self.add_passkey(&login.access, &mut key, None).await;
+        (login, key)
+    }
+
     async fn delete_passkey(&self, access: &str, id: &str) -> Response {
         self.client
             .delete(format!("{}/v1/me/passkeys/{id}", self.url))
@@ -723,9 +736,7 @@ async fn cookie_requests_follow_the_csrf_rules() {
 #[tokio::test]
 async fn a_username_of_nobody_with_a_passkey_gets_options_that_cannot_succeed() {
     let app = TestApp::spawn().await;
-    let alice = app.user_and_login("alice").await;
-    let mut key = Authenticator::new(&app.url, Alg::Es256);
-    app.add_passkey(&alice.access, &mut key, None).await;
+    let (_, mut key) = app.user_with_passkey("alice", Alg::Es256).await;
     app.user_and_login("bob").await; // a user without a passkey
 
     let real = app.passkey_login_options(Some("alice")).await;
@@ -783,9 +794,7 @@ async fn a_username_of_nobody_with_a_passkey_gets_options_that_cannot_succeed() 
 #[tokio::test]
 async fn a_disabled_user_cannot_log_in_with_a_passkey() {
     let app = TestApp::spawn().await;
-    let alice = app.user_and_login("alice").await;
-    let mut key = Authenticator::new(&app.url, Alg::EdDsa);
-    app.add_passkey(&alice.access, &mut key, None).await;
+    let (alice, mut key) = app.user_with_passkey("alice", Alg::EdDsa).await;
     app.service.set_user_disabled("alice", true).await.unwrap();
     let r = app.passkey_login(&mut key, None).await;
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
@@ -806,9 +815,7 @@ async fn a_disabled_user_cannot_log_in_with_a_passkey() {
 #[tokio::test]
 async fn passkey_failures_count_toward_the_login_limit_of_the_address() {
     let app = TestApp::spawn_with(&[("login_max_failures", "3")]).await;
-    let alice = app.user_and_login("alice").await;
-    let mut key = Authenticator::new(&app.url, Alg::Es256);
-    app.add_passkey(&alice.access, &mut key, None).await;
+    let (_, mut key) = app.user_with_passkey("alice", Alg::Es256).await;
     // A success clears the count: any number of them pass.
     for _ in 0..4 {
         logged_in(app.passkey_login(&mut key, None).await).await;
