@@ -19,6 +19,13 @@ macro_rules! id_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// Whether it is shaped like an id latchkey makes (a UUID): a
+            /// name that is not can be answered "unknown" without a lookup
+            /// (PostgreSQL refuses text with a NUL byte, as an error).
+            pub fn is_well_formed(&self) -> bool {
+                uuid::Uuid::try_parse(&self.0).is_ok()
+            }
         }
 
         /// Any string the store kept, or a request named: ids are looked
@@ -68,3 +75,22 @@ id_type!(
     /// credential id.
     PasskeyId
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_uuids_are_well_formed() {
+        assert!(SessionId::random().is_well_formed());
+        for odd in [
+            "",
+            "x",
+            "\0",
+            "00000000-0000-0000-0000-00000000000\0",
+            "../x",
+        ] {
+            assert!(!SessionId::from(odd).is_well_formed(), "{odd:?}");
+        }
+    }
+}

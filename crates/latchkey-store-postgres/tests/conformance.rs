@@ -9,41 +9,6 @@ mod common;
 
 latchkey_store_tests::conformance_suite!(common::fresh);
 
-/// Passkeys, inserted in SQL (the trait cannot add one yet), are counted
-/// with their user.
-#[tokio::test]
-async fn passkeys_are_counted_with_their_user() {
-    use sqlx::Connection;
-
-    let (store, db) = common::fresh().await;
-    let alice = latchkey_core::store::UserRecord {
-        id: latchkey_core::UserId::random(),
-        username: "alice".into(),
-        username_key: "alice".into(),
-        password_hash: "$argon2id$x".into(),
-        password_version: 0,
-        created_at: time::OffsetDateTime::UNIX_EPOCH,
-        disabled_at: None,
-        email: None,
-        second_factors: Default::default(),
-    };
-    store.create_user(&alice).await.unwrap();
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    for id in ["pk-1", "pk-2", "pk-3"] {
-        sqlx::query(
-            "INSERT INTO passkeys (id, user_id, name, credential, created_at) \
-             VALUES ($1, $2, 'phone', '{}', 0)",
-        )
-        .bind(id)
-        .bind(alice.id.as_str())
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-    conn.close().await.ok();
-    latchkey_store_tests::passkeys_are_counted_with_their_user(store, &alice, 3).await;
-}
-
 /// A refresh's rewrite of its session stays on the row's page (a HOT
 /// update: no index entry, one page dirtied), because the sessions table
 /// keeps room on its pages. With full pages, a refresh moved its row to

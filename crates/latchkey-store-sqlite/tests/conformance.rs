@@ -22,35 +22,6 @@ async fn fresh() -> (Arc<dyn Store>, TempDir) {
 
 latchkey_store_tests::conformance_suite!(fresh);
 
-/// Passkeys, inserted in SQL (the trait cannot add one yet), are counted
-/// with their user.
-#[tokio::test]
-async fn passkeys_are_counted_with_their_user() {
-    let (store, dir) = fresh().await;
-    let alice = latchkey_core::store::UserRecord {
-        id: latchkey_core::UserId::random(),
-        username: "alice".into(),
-        username_key: "alice".into(),
-        password_hash: "$argon2id$x".into(),
-        password_version: 0,
-        created_at: time::OffsetDateTime::UNIX_EPOCH,
-        disabled_at: None,
-        email: None,
-        second_factors: Default::default(),
-    };
-    store.create_user(&alice).await.expect("user");
-    let conn = rusqlite::Connection::open(dir.path().join("latchkey.db")).expect("open");
-    for id in ["pk-1", "pk-2"] {
-        conn.execute(
-            "INSERT INTO passkeys (id, user_id, name, credential, created_at) \
-             VALUES (?1, ?2, 'phone', '{}', 0)",
-            [id, alice.id.as_str()],
-        )
-        .expect("insert a passkey");
-    }
-    latchkey_store_tests::passkeys_are_counted_with_their_user(store, &alice, 2).await;
-}
-
 /// What only the SQLite engine promises.
 mod sqlite {
     #![allow(clippy::unwrap_used)]

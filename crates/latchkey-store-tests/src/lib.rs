@@ -110,6 +110,7 @@ macro_rules! conformance_suite {
             passkeys_round_trip_and_credential_ids_are_unique,
             a_passkey_is_deleted_by_its_owner_only,
             a_passkey_counter_only_moves_forward,
+            passkeys_are_counted_with_their_user,
             webauthn_challenges_are_spent_once_before_they_expire,
             prune_webauthn_challenges_by_expiry_a_batch_at_a_time,
         );

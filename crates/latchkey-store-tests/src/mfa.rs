@@ -289,20 +289,3 @@ pub async fn concurrent_mfa_attempts_stop_at_the_limit(store: Arc<dyn Store>) {
     }
     assert_eq!(allowed, 5);
 }
-
-/// Passkeys are counted with their user and removed together. The trait
-/// has no way to add one yet (the passkeys feature brings it): each
-/// engine's own test inserts `inserted` rows of `passkeys` for `user` in
-/// SQL, then calls this.
-pub async fn passkeys_are_counted_with_their_user(
-    store: Arc<dyn Store>,
-    user: &UserRecord,
-    inserted: u64,
-) {
-    assert_eq!(factors(&*store, user).await.passkeys, inserted);
-    let session = add_session(&*store, &user.id, 10).await;
-    let found = store.session_with_user(&session.id).await.unwrap().unwrap();
-    assert_eq!(found.user.second_factors.passkeys, inserted);
-    assert_eq!(store.remove_passkeys(&user.id).await.unwrap(), inserted);
-    assert_eq!(factors(&*store, user).await.passkeys, 0);
-}

@@ -320,3 +320,21 @@ pub async fn prune_webauthn_challenges_by_expiry_a_batch_at_a_time(store: Arc<dy
         Some(live)
     );
 }
+
+/// Passkeys are counted with their user (the account view's one read) and
+/// removed together (`user mfa-reset`).
+pub async fn passkeys_are_counted_with_their_user(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let bob = add_user(&*store, "bob", 1).await;
+    add_passkey(&*store, &alice, "cred-a", 0, 10).await;
+    add_passkey(&*store, &alice, "cred-b", 3, 11).await;
+    add_passkey(&*store, &bob, "cred-c", 0, 12).await;
+    let count = |found: Option<UserRecord>| found.unwrap().second_factors.passkeys;
+    assert_eq!(count(store.user_by_id(&alice.id).await.unwrap()), 2);
+    let session = add_session(&*store, &alice.id, 20).await;
+    let found = store.session_with_user(&session.id).await.unwrap().unwrap();
+    assert_eq!(found.user.second_factors.passkeys, 2);
+    assert_eq!(store.remove_passkeys(&alice.id).await.unwrap(), 2);
+    assert_eq!(count(store.user_by_id(&alice.id).await.unwrap()), 0);
+    assert_eq!(count(store.user_by_id(&bob.id).await.unwrap()), 1);
+}

@@ -123,6 +123,11 @@ impl Service {
     /// A registered client, from the cache when it was read from the store
     /// in the last few seconds.
     async fn registered_client(&self, id: &str) -> Result<Option<Arc<ClientRecord>>, ServiceError> {
+        // No client's id holds a control character (PostgreSQL refuses a
+        // NUL byte in text with an error): such a name is unknown.
+        if id.chars().any(char::is_control) {
+            return Ok(None);
+        }
         let now = self.now();
         if let Some(client) = self.clients.get(id, now) {
             return Ok(Some(client));

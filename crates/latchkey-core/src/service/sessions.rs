@@ -194,6 +194,9 @@ impl Service {
         ctx: &RequestContext,
     ) -> Result<(), ServiceError> {
         let not_found = || ServiceError::NotFound("no such session".into());
+        if !sid.is_well_formed() {
+            return Err(not_found());
+        }
         let session = self.store.session(sid).await?.ok_or_else(not_found)?;
         if session.user_id != auth.user.id || session.revoked_at.is_some() {
             return Err(not_found());
@@ -215,6 +218,9 @@ impl Service {
 
     /// `session revoke SID` (operator). Not found when no live session has it.
     pub async fn revoke_session(&self, sid: &SessionId) -> Result<(), ServiceError> {
+        if !sid.is_well_formed() {
+            return Err(ServiceError::NotFound(format!("no live session {sid}")));
+        }
         let now = self.now();
         let n = self
             .store

@@ -19,5 +19,6 @@ mod oauth;
 mod operations;
 mod passkeys;
 mod refresh;
+mod schema_fuzz;
 mod settings;
 mod smtp;
