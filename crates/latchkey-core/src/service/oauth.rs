@@ -123,9 +123,9 @@ impl Service {
     /// A registered client, from the cache when it was read from the store
     /// in the last few seconds.
     async fn registered_client(&self, id: &str) -> Result<Option<Arc<ClientRecord>>, ServiceError> {
-        // No client's id holds a control character (PostgreSQL refuses a
-        // NUL byte in text with an error): such a name is unknown.
-        if id.chars().any(char::is_control) {
+        // A name no client could have is unknown without a lookup (and
+        // PostgreSQL refuses a NUL byte in text with an error).
+        if !is_client_id(id) {
             return Ok(None);
         }
         let now = self.now();
@@ -306,12 +306,7 @@ impl Service {
         public: bool,
         scope: &str,
     ) -> Result<NewClient, ServiceError> {
-        let valid = !id.is_empty()
-            && id.len() <= CLIENT_ID_MAX
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !valid {
+        if !is_client_id(id) {
             return Err(ServiceError::invalid_request(
                 "a client id is 1 to 128 characters of letters, digits, '.', '_' and '-'",
             ));
@@ -366,6 +361,16 @@ impl Service {
         .await;
         Ok(())
     }
+}
+
+/// What `client add` accepts as a client id: 1 to 128 letters, digits, '.',
+/// '_' and '-'.
+fn is_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= CLIENT_ID_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 #[cfg(test)]

@@ -193,10 +193,7 @@ impl Service {
         id: &PasskeyId,
         ctx: &RequestContext,
     ) -> Result<(), ServiceError> {
-        // Ids are UUIDs: anything else names no passkey, and never reaches
-        // the store (PostgreSQL refuses a NUL byte in text outright).
-        let is_uuid = uuid::Uuid::try_parse(id.as_str()).is_ok();
-        if !is_uuid || !self.store.delete_passkey(&auth.user.id, id).await? {
+        if !id.is_well_formed() || !self.store.delete_passkey(&auth.user.id, id).await? {
             return Err(ServiceError::NotFound("no such passkey".into()));
         }
         self.audit(
