@@ -14,6 +14,8 @@
 . "$ROOT/scripts/lib/services.sh"
 
 SERVER_LOG="${SERVER_LOG:-warn}"
+# The PostgreSQL server of new_database (scale.sh starts its own).
+PG_PORT=5432
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 READY_TIMEOUT=60
 
@@ -73,7 +75,7 @@ cleanup() {
     done
     PIDS=()
     for db in "${PG_DBS[@]}"; do
-        psql -h 127.0.0.1 -U root -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
+        psql -h 127.0.0.1 -p "$PG_PORT" -U root -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
             >/dev/null 2>&1 || true
     done
     PG_DBS=()
@@ -112,7 +114,7 @@ free_port() {
 
 # new_database ENGINE: a fresh, empty database; sets DB_URL. ENGINE is
 # sqlite (a file in the work folder; its refresh-token secret is the file
-# beside it, DB.secret) or pg (a throwaway database on 127.0.0.1:5432,
+# beside it, DB.secret) or pg (a throwaway database on 127.0.0.1:PG_PORT,
 # dropped on exit).
 new_database() {
     local dir name
@@ -122,11 +124,11 @@ new_database() {
             DB_URL="sqlite://$dir/latchkey.db"
             ;;
         pg)
-            ensure_postgres
+            if [ "$PG_PORT" = 5432 ]; then ensure_postgres; fi
             name="latchkey_${ME//[^a-z0-9]/_}_${RANDOM}${RANDOM}"
-            psql -h 127.0.0.1 -U root -d postgres -qc "CREATE DATABASE $name" >/dev/null
+            psql -h 127.0.0.1 -p "$PG_PORT" -U root -d postgres -qc "CREATE DATABASE $name" >/dev/null
             PG_DBS+=("$name")
-            DB_URL="postgres://root@127.0.0.1:5432/$name"
+            DB_URL="postgres://root@127.0.0.1:$PG_PORT/$name"
             ;;
         *)
             log "unknown engine '$1' (sqlite or pg)"

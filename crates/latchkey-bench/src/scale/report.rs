@@ -1,5 +1,6 @@
 //! The scale tables: each store of an engine against that engine's
-//! smallest store, and the prune's own figures.
+//! smallest store and against the store driven over the same live set, and
+//! the prune's own figures.
 
 use std::fmt::Write as _;
 
@@ -65,9 +66,12 @@ pub fn markdown(text: &str) -> Result<String> {
     let mut out = String::new();
     writeln!(
         out,
-        "| engine | store | sessions | size | scenario | req/s | p50 µs | p99 µs | latchkey CPU µs/req | database CPU µs/req | RSS MiB | CPU vs smallest | p99 vs smallest |"
+        "| engine | store | sessions | size | scenario | req/s | p50 µs | p99 µs | latchkey CPU µs/req | database CPU µs/req | RSS MiB | CPU vs smallest | p99 vs smallest | CPU vs same live set | p99 vs same live set |"
     )?;
-    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(
+        out,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )?;
     for r in &runs {
         // The baseline: the same engine and scenario on the smallest store,
         // nothing else going on.
@@ -75,13 +79,33 @@ pub fn markdown(text: &str) -> Result<String> {
             .iter()
             .filter(|b| b.engine == r.engine && b.scenario == r.scenario && b.during.is_none())
             .min_by_key(|b| b.store_sessions.unwrap_or(u64::MAX));
+        // What the store's size alone costs: the smallest store driven over
+        // as many sessions; for a run beside the prune, the same store
+        // without it.
+        let same_live_set = match &r.during {
+            Some(_) => runs.iter().find(|b| {
+                b.engine == r.engine
+                    && b.scenario == r.scenario
+                    && b.store == r.store
+                    && b.during.is_none()
+            }),
+            None => runs
+                .iter()
+                .filter(|b| {
+                    b.engine == r.engine
+                        && b.scenario == r.scenario
+                        && b.live_set == r.live_set
+                        && b.during.is_none()
+                })
+                .min_by_key(|b| b.store_sessions.unwrap_or(u64::MAX)),
+        };
         let scenario = match &r.during {
             Some(d) => format!("{} (during {d})", r.scenario),
             None => r.scenario.clone(),
         };
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.engine,
             r.store,
             r.store_sessions.map_or("-".into(), |n| n.to_string()),
@@ -95,6 +119,11 @@ pub fn markdown(text: &str) -> Result<String> {
             opt(r.server_rss_mib),
             ratio(total_cpu(r), base.and_then(total_cpu)),
             ratio(Some(r.p99_us as f64), base.map(|b| b.p99_us as f64)),
+            ratio(total_cpu(r), same_live_set.and_then(total_cpu)),
+            ratio(
+                Some(r.p99_us as f64),
+                same_live_set.map(|b| b.p99_us as f64)
+            ),
         )?;
     }
     if !prunes.is_empty() {
@@ -124,22 +153,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_store_against_its_engines_smallest() {
+    fn each_store_against_its_engines_smallest_and_its_live_set() {
         let text = r#"
-{"engine":"SQLite","store":"10k","scenario":"refresh","store_sessions":10000,"req_per_s":10000,"p99_us":1000,"server_cpu_us_per_req":100.0}
-{"engine":"SQLite","store":"10M","scenario":"refresh","store_sessions":10000000,"req_per_s":9000,"p99_us":1500,"server_cpu_us_per_req":110.0}
-{"engine":"SQLite","store":"10M","scenario":"refresh","during":"prune","store_sessions":10000000,"req_per_s":8000,"p99_us":3000,"server_cpu_us_per_req":120.0}
-{"engine":"PostgreSQL","store":"10k","scenario":"refresh","store_sessions":10000,"req_per_s":5000,"p99_us":2000,"server_cpu_us_per_req":60.0,"database_cpu_us_per_req":40.0}
-{"engine":"PostgreSQL","store":"10M","scenario":"refresh","store_sessions":10000000,"req_per_s":5000,"p99_us":2000,"server_cpu_us_per_req":60.0,"database_cpu_us_per_req":60.0}
+{"engine":"SQLite","store":"10k","scenario":"refresh","store_sessions":10000,"live_set":10000,"req_per_s":10000,"p99_us":1000,"server_cpu_us_per_req":100.0}
+{"engine":"SQLite","store":"100k","scenario":"refresh","store_sessions":100000,"live_set":100000,"req_per_s":9500,"p99_us":1200,"server_cpu_us_per_req":105.0}
+{"engine":"SQLite","store":"10M","scenario":"refresh","store_sessions":10000000,"live_set":100000,"req_per_s":9000,"p99_us":1500,"server_cpu_us_per_req":110.0}
+{"engine":"SQLite","store":"10M","scenario":"refresh","during":"prune","store_sessions":10000000,"live_set":100000,"req_per_s":8000,"p99_us":3000,"server_cpu_us_per_req":120.0}
+{"engine":"PostgreSQL","store":"10k","scenario":"refresh","store_sessions":10000,"live_set":10000,"req_per_s":5000,"p99_us":2000,"server_cpu_us_per_req":60.0,"database_cpu_us_per_req":40.0}
+{"engine":"PostgreSQL","store":"10M","scenario":"refresh","store_sessions":10000000,"live_set":100000,"req_per_s":5000,"p99_us":2000,"server_cpu_us_per_req":60.0,"database_cpu_us_per_req":60.0}
 {"engine":"SQLite","store":"10M","sessions_deleted":5000000,"longest_batch_ms":4,"took_ms":61000}
 "#;
         let md = markdown(text).unwrap();
         let rows: Vec<&str> = md.lines().collect();
-        assert!(rows[3].ends_with("| 1.10x | 1.50x |"), "{}", rows[3]);
-        assert!(rows[4].contains("refresh (during prune)"), "{}", rows[4]);
-        assert!(rows[4].ends_with("| 1.20x | 3.00x |"), "{}", rows[4]);
-        // PostgreSQL's CPU counts the database's.
-        assert!(rows[6].ends_with("| 1.20x | 1.00x |"), "{}", rows[6]);
+        assert!(rows[5].contains("refresh (during prune)"), "{}", rows[5]);
+        // The ratios against the 10k store, then against the same live set.
+        for (row, ratios) in [
+            (2, "| 1.00x | 1.00x | 1.00x | 1.00x |"),
+            (4, "| 1.10x | 1.50x | 1.05x | 1.25x |"),
+            // Beside the prune: against the same store without it.
+            (5, "| 1.20x | 3.00x | 1.09x | 2.00x |"),
+            // PostgreSQL's CPU counts the database's; no store of its live
+            // set but itself.
+            (7, "| 1.20x | 1.00x | 1.00x | 1.00x |"),
+        ] {
+            assert!(rows[row].ends_with(ratios), "{}", rows[row]);
+        }
         assert!(md.contains("| SQLite | 10M | 5000000 | 4 | 61.0 |"), "{md}");
     }
 }
