@@ -310,13 +310,27 @@ pub async fn assert_error(r: Response, status: StatusCode, code: &str) -> Value 
     body
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, for a server to bind later.
+///
+/// Taken below the kernel's ephemeral range and never twice in a process:
+/// a port the kernel handed out (`:0`) can meanwhile become the source
+/// port of one of the suite's own connections, and the bind then fails.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000, ephemeral_low.max(20_000));
+    let start = std::process::id() * 7919 % (high - low);
+    loop {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % (high - low);
+        let port = u16::try_from(low + offset).unwrap();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One block of a Server-Sent Events stream.
