@@ -16,12 +16,18 @@ latchkey_store_tests::conformance_suite!(common::fresh);
 #[tokio::test]
 async fn refreshes_rewrite_sessions_in_their_page() {
     use latchkey_core::audit::{AuditEvent, AuditRecord};
-    use latchkey_core::store::{Advance, SessionRecord, UserRecord};
+    use latchkey_core::store::{Advance, SessionRecord, Store, UserRecord};
     use latchkey_core::{SessionId, UserId};
     use sqlx::Connection;
     use time::{Duration, OffsetDateTime};
 
-    let (store, db) = common::fresh().await;
+    // One connection: rows are laid out in the order they were inserted
+    // (each pooled connection fills a page of its own).
+    let settings = latchkey_store_postgres::PostgresSettings {
+        max_connections: 1,
+        ..Default::default()
+    };
+    let (store, db) = common::fresh_with(&settings).await;
     let now = OffsetDateTime::now_utc();
     let user = UserRecord {
         id: UserId::random(),
@@ -62,9 +68,10 @@ async fn refreshes_rewrite_sessions_in_their_page() {
     let pages = "SELECT id, (ctid::text::point)[0]::bigint FROM sessions ORDER BY id";
     let before: Vec<(String, i64)> = sqlx::query_as(pages).fetch_all(&mut conn).await.unwrap();
     let audit = AuditRecord::new(AuditEvent::Refreshed, now);
-    // One in eight, as a live set spread over a large table: the room a
-    // page keeps holds their new versions without a prune.
-    for id in ids.iter().step_by(8) {
+    // One in four, as a live set spread over a large table: the room a
+    // page keeps holds their new versions without a prune. Full pages hold
+    // about one.
+    for id in ids.iter().step_by(4) {
         let advanced = store
             .advance_generation(id, 0, now, now - Duration::days(1), &audit)
             .await

@@ -284,21 +284,27 @@ async fn a_refresh_and_an_access_check_cost_one_round_trip_each() {
     assert_eq!(node.me(&pair.access).await.status(), StatusCode::OK);
 
     const N: u64 = 20;
-    let before = proxy.bursts();
-    for _ in 0..N {
-        pair = node.refresh(&pair.refresh).await;
+    // Background work (the feed's poll, the key ring's pick-up, counts)
+    // may add a query or two to a round; one in three must be clean. Two
+    // round trips each would give 40 every time.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let before = proxy.bursts();
+        for _ in 0..N {
+            pair = node.refresh(&pair.refresh).await;
+        }
+        let refreshes = proxy.bursts() - before;
+        let before = proxy.bursts();
+        for _ in 0..N {
+            assert_eq!(node.me(&pair.access).await.status(), StatusCode::OK);
+        }
+        let checks = proxy.bursts() - before;
+        rounds.push((refreshes, checks));
+        if (N..=N + 2).contains(&refreshes) && (N..=N + 2).contains(&checks) {
+            return;
+        }
     }
-    let refreshes = proxy.bursts() - before;
-    let before = proxy.bursts();
-    for _ in 0..N {
-        assert_eq!(node.me(&pair.access).await.status(), StatusCode::OK);
-    }
-    let checks = proxy.bursts() - before;
-    // Background work (the key ring's pick-up, counts) may add a query.
-    assert!(
-        (N..=N + 2).contains(&refreshes) && (N..=N + 2).contains(&checks),
-        "{refreshes} requests to PostgreSQL for {N} refreshes, {checks} for {N} access checks"
-    );
+    panic!("requests to PostgreSQL for {N} refreshes and {N} access checks, by round: {rounds:?}");
 }
 
 #[tokio::test]
