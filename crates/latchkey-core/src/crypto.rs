@@ -1,7 +1,9 @@
 //! The few primitives latchkey composes, all from aws-lc-rs: OS randomness,
-//! HKDF, HMAC, AES-256-GCM. Nothing here is invented.
+//! HKDF, HMAC, AES-256-GCM (and -GCM-SIV). Nothing here is invented.
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::aead::{
+    Aad, Algorithm, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, AES_256_GCM_SIV, NONCE_LEN,
+};
 use aws_lc_rs::hkdf;
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -75,18 +77,7 @@ impl MasterKey {
         label: &str,
         plain: &[u8],
     ) -> Result<Vec<u8>, ServiceError> {
-        let key = self.aead_key(what)?;
-        let nonce_bytes = random_bytes::<NONCE_LEN>()?;
-        let mut data = plain.to_vec();
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce_bytes),
-            Aad::from(label.as_bytes()),
-            &mut data,
-        )
-        .map_err(|_| ServiceError::Internal("encryption failed".into()))?;
-        let mut out = nonce_bytes.to_vec();
-        out.extend_from_slice(&data);
-        Ok(out)
+        SealKey::new(&AES_256_GCM, self.derive(what.purpose())?.as_ref())?.seal(label, plain)
     }
 
     /// Decrypts what [`MasterKey::seal_for`] made for `what` with the same `label`.
@@ -96,32 +87,62 @@ impl MasterKey {
         label: &str,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
-        let wrong = || {
-            ServiceError::Internal(format!(
-                "a stored {} does not decrypt: is master_key the one it was stored with?",
-                what.noun()
-            ))
-        };
-        if sealed.len() < NONCE_LEN {
-            return Err(wrong());
-        }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
-        let key = self.aead_key(what)?;
-        let mut data = Zeroizing::new(body.to_vec());
-        let plain_len = key
-            .open_in_place(nonce, Aad::from(label.as_bytes()), data.as_mut())
-            .map_err(|_| wrong())?
-            .len();
-        data.truncate(plain_len);
-        Ok(data)
+        SealKey::new(&AES_256_GCM, self.derive(what.purpose())?.as_ref())?
+            .open(label, sealed)
+            .ok_or_else(|| {
+                ServiceError::Internal(format!(
+                    "a stored {} does not decrypt: is master_key the one it was stored with?",
+                    what.noun()
+                ))
+            })
+    }
+}
+
+/// An AEAD key: each seal takes a random nonce (written before the
+/// ciphertext) and binds a `label` as AAD.
+pub struct SealKey(LessSafeKey);
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey(<hidden>)")
+    }
+}
+
+impl SealKey {
+    fn new(algorithm: &'static Algorithm, key: &[u8]) -> Result<Self, ServiceError> {
+        UnboundKey::new(algorithm, key)
+            .map(|key| Self(LessSafeKey::new(key)))
+            .map_err(|_| ServiceError::Internal("bad AEAD key".into()))
     }
 
-    fn aead_key(&self, what: Sealed) -> Result<LessSafeKey, ServiceError> {
-        let sub = self.derive(what.purpose())?;
-        UnboundKey::new(&AES_256_GCM, sub.as_ref())
-            .map(LessSafeKey::new)
-            .map_err(|_| ServiceError::Internal("bad AEAD key".into()))
+    pub fn seal(&self, label: &str, plain: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let nonce_bytes = random_bytes::<NONCE_LEN>()?;
+        let mut data = plain.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(label.as_bytes()),
+                &mut data,
+            )
+            .map_err(|_| ServiceError::Internal("encryption failed".into()))?;
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&data);
+        Ok(out)
+    }
+
+    /// What [`SealKey::seal`] made with this key and `label`; `None` for
+    /// anything else.
+    pub fn open(&self, label: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let (nonce, body) = sealed.split_at_checked(NONCE_LEN)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut data = Zeroizing::new(body.to_vec());
+        let plain_len = self
+            .0
+            .open_in_place(nonce, Aad::from(label.as_bytes()), data.as_mut())
+            .ok()?
+            .len();
+        data.truncate(plain_len);
+        Some(data)
     }
 }
 
@@ -175,6 +196,15 @@ impl RefreshSecret {
         ctx.sign()
     }
 
+    /// A key to seal state handed to clients with, one per `purpose`:
+    /// every node holds the same secret, so any node opens it. AES-GCM-SIV,
+    /// because anyone may ask for sealed texts, as many as they like, and a
+    /// random nonce drawn twice must not give the key away.
+    pub fn seal_key(&self, purpose: &str) -> Result<SealKey, ServiceError> {
+        let key = self.sign(&[b"latchkey seal key", purpose.as_bytes()]);
+        SealKey::new(&AES_256_GCM_SIV, key.as_ref())
+    }
+
     /// Constant-time check of a presented MAC.
     pub fn verify(&self, parts: &[&[u8]], presented: &[u8]) -> bool {
         let expected = self.sign(parts);
@@ -208,6 +238,28 @@ mod tests {
                 .as_slice(),
             b"otp"
         );
+    }
+
+    #[test]
+    fn state_sealed_for_clients_opens_on_every_node_and_only_for_its_purpose() {
+        let node_a = RefreshSecret::new(b"shared").seal_key("p").unwrap();
+        let node_b = RefreshSecret::new(b"shared").seal_key("p").unwrap();
+        let sealed = node_a.seal("label", b"state").unwrap();
+        assert_eq!(node_b.open("label", &sealed).unwrap().as_slice(), b"state");
+        assert!(node_b.open("other label", &sealed).is_none());
+        let other_purpose = RefreshSecret::new(b"shared").seal_key("q").unwrap();
+        assert!(other_purpose.open("label", &sealed).is_none());
+        let other_secret = RefreshSecret::new(b"other").seal_key("p").unwrap();
+        assert!(other_secret.open("label", &sealed).is_none());
+        for i in 0..sealed.len() {
+            let mut tampered = sealed.clone();
+            tampered[i] ^= 1;
+            assert!(node_b.open("label", &tampered).is_none());
+        }
+        assert!(node_b.open("label", &sealed[..NONCE_LEN]).is_none());
+        assert!(node_b.open("label", &[]).is_none());
+        // Sealing twice gives two texts (random nonces).
+        assert_ne!(sealed, node_a.seal("label", b"state").unwrap());
     }
 
     #[test]

@@ -313,11 +313,15 @@ pub struct PasskeyRecord {
     pub last_used_at: Option<OffsetDateTime>,
 }
 
-/// What a WebAuthn challenge was made for.
+/// What a row of `webauthn_challenges` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChallengePurpose {
+    /// A passkey registration begun: its state, to finish it.
     Registration,
-    Login,
+    /// A login challenge spent. Its state is in the client's hands
+    /// (sealed); the row, under the digest of that text, only keeps it
+    /// from being spent twice, and needs no state.
+    SpentLogin,
 }
 
 impl ChallengePurpose {
@@ -325,21 +329,21 @@ impl ChallengePurpose {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Registration => "registration",
-            Self::Login => "login",
+            Self::SpentLogin => "login-spent",
         }
     }
 
     pub fn from_column(text: &str) -> Option<Self> {
         match text {
             "registration" => Some(Self::Registration),
-            "login" => Some(Self::Login),
+            "login-spent" => Some(Self::SpentLogin),
             _ => None,
         }
     }
 }
 
-/// A WebAuthn ceremony begun and not finished: what checking its answer
-/// needs, kept in the store so that any node can finish it.
+/// A WebAuthn challenge, kept in the store so that any node can finish
+/// its ceremony (a registration) or refuse it a second time (a login).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebauthnChallengeRecord {
     /// The `challenge_id` the client is given (random).
@@ -677,6 +681,8 @@ pub trait Store: Send + Sync + 'static {
         credential: &str,
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
+    /// Adds a challenge; `Conflict` when one of that id is there (of any
+    /// purpose), so that of several nodes adding one id at once one does.
     async fn insert_webauthn_challenge(
         &self,
         challenge: &WebauthnChallengeRecord,

@@ -66,7 +66,7 @@ pub enum LoginOf {
     Nobody,
 }
 
-/// What finishing a ceremony needs, kept in the store from its start.
+/// What finishing a ceremony needs, kept from its start.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Ceremony {
@@ -187,7 +187,8 @@ impl RelyingParty {
         self.core.register_credential(answer, state, None)
     }
 
-    /// The options of a login with user verification, and its state.
+    /// The options of a login with user verification, and its state (its
+    /// challenge; no credentials).
     pub fn start_login(
         &self,
         allowed: Allowed,
@@ -209,7 +210,7 @@ impl RelyingParty {
             // A synced passkey provider may turn backup eligibility on later.
             .allow_backup_eligible_upgrade(true)
             .hints(None);
-        let (mut options, state) = self
+        let (mut options, mut state) = self
             .core
             .generate_challenge_authenticate(builder)
             .map_err(internal)?;
@@ -228,6 +229,9 @@ impl RelyingParty {
         for credential in allowed.iter_mut() {
             credential.transports = None;
         }
+        // `finish_login` names the one credential that answered; the list
+        // would only swell the sealed state.
+        state.set_allowed_credentials(Vec::new());
         Ok((to_json(&options.public_key)?, state))
     }
 

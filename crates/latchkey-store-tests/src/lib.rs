@@ -117,6 +117,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@tests $make, tokio::test(flavor = "multi_thread", worker_threads = 4);
             concurrent_uses_of_one_count_have_one_winner,
             concurrent_takes_of_a_challenge_have_one_winner,
+            concurrent_inserts_of_a_challenge_have_one_winner,
         );
     };
 }

@@ -192,7 +192,7 @@ pub async fn concurrent_uses_of_one_count_have_one_winner(store: Arc<dyn Store>)
 }
 
 pub async fn webauthn_challenges_are_spent_once_before_they_expire(store: Arc<dyn Store>) {
-    let login = challenge(ChallengePurpose::Login, 100);
+    let login = challenge(ChallengePurpose::SpentLogin, 100);
     let registration = challenge(ChallengePurpose::Registration, 100);
     for c in [&login, &registration] {
         store.insert_webauthn_challenge(c).await.unwrap();
@@ -215,14 +215,14 @@ pub async fn webauthn_challenges_are_spent_once_before_they_expire(store: Arc<dy
     );
     assert_eq!(
         store
-            .take_webauthn_challenge(&login.id, ChallengePurpose::Login, at(399))
+            .take_webauthn_challenge(&login.id, ChallengePurpose::SpentLogin, at(399))
             .await
             .unwrap(),
         Some(login.clone())
     );
     assert_eq!(
         store
-            .take_webauthn_challenge(&login.id, ChallengePurpose::Login, at(399))
+            .take_webauthn_challenge(&login.id, ChallengePurpose::SpentLogin, at(399))
             .await
             .unwrap(),
         None
@@ -236,13 +236,13 @@ pub async fn webauthn_challenges_are_spent_once_before_they_expire(store: Arc<dy
     );
     assert_eq!(
         store
-            .take_webauthn_challenge("never-made", ChallengePurpose::Login, at(102))
+            .take_webauthn_challenge("never-made", ChallengePurpose::SpentLogin, at(102))
             .await
             .unwrap(),
         None
     );
     // Ids are the caller's, and unique.
-    let again = challenge(ChallengePurpose::Login, 200);
+    let again = challenge(ChallengePurpose::SpentLogin, 200);
     store.insert_webauthn_challenge(&again).await.unwrap();
     assert!(matches!(
         store.insert_webauthn_challenge(&again).await,
@@ -253,7 +253,7 @@ pub async fn webauthn_challenges_are_spent_once_before_they_expire(store: Arc<dy
 pub async fn concurrent_takes_of_a_challenge_have_one_winner(store: Arc<dyn Store>) {
     const RACERS: usize = 16;
     for round in 0..3 {
-        let c = challenge(ChallengePurpose::Login, round * 1000);
+        let c = challenge(ChallengePurpose::SpentLogin, round * 1000);
         store.insert_webauthn_challenge(&c).await.unwrap();
         let barrier = Arc::new(Barrier::new(RACERS));
         let tasks: Vec<_> = (0..RACERS)
@@ -262,7 +262,11 @@ pub async fn concurrent_takes_of_a_challenge_have_one_winner(store: Arc<dyn Stor
                 tokio::spawn(async move {
                     barrier.wait().await;
                     store
-                        .take_webauthn_challenge(&id, ChallengePurpose::Login, at(round * 1000 + 1))
+                        .take_webauthn_challenge(
+                            &id,
+                            ChallengePurpose::SpentLogin,
+                            at(round * 1000 + 1),
+                        )
                         .await
                         .unwrap()
                 })
@@ -276,12 +280,40 @@ pub async fn concurrent_takes_of_a_challenge_have_one_winner(store: Arc<dyn Stor
     }
 }
 
+/// A spent login challenge is a row added once: of many nodes adding one
+/// id at once, one succeeds and the rest hear `Conflict`.
+pub async fn concurrent_inserts_of_a_challenge_have_one_winner(store: Arc<dyn Store>) {
+    const RACERS: usize = 16;
+    for round in 0..3 {
+        let c = challenge(ChallengePurpose::SpentLogin, round * 1000);
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|_| {
+                let (store, barrier, c) = (Arc::clone(&store), Arc::clone(&barrier), c.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.insert_webauthn_challenge(&c).await
+                })
+            })
+            .collect();
+        let mut added = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => added += 1,
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert_eq!(added, 1, "round {round}");
+    }
+}
+
 pub async fn prune_webauthn_challenges_by_expiry_a_batch_at_a_time(store: Arc<dyn Store>) {
     // Made at 0..3, expiring at 300..303; one more expiring at 1300.
     let expired: Vec<_> = (0..4)
         .map(|i| challenge(ChallengePurpose::Registration, i))
         .collect();
-    let live = challenge(ChallengePurpose::Login, 1000);
+    let live = challenge(ChallengePurpose::SpentLogin, 1000);
     for c in expired.iter().chain([&live]) {
         store.insert_webauthn_challenge(c).await.unwrap();
     }
@@ -314,7 +346,7 @@ pub async fn prune_webauthn_challenges_by_expiry_a_batch_at_a_time(store: Arc<dy
     );
     assert_eq!(
         store
-            .take_webauthn_challenge(&live.id, ChallengePurpose::Login, at(1299))
+            .take_webauthn_challenge(&live.id, ChallengePurpose::SpentLogin, at(1299))
             .await
             .unwrap(),
         Some(live)

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
 use crate::clock::Clock;
-use crate::crypto::{MasterKey, RefreshSecret};
+use crate::crypto::{MasterKey, RefreshSecret, SealKey};
 use crate::error::ServiceError;
 use crate::keys::KeyRing;
 use crate::password::PasswordHasher;
@@ -132,6 +132,8 @@ pub struct Service {
     reset_jobs: Arc<tokio::sync::Semaphore>,
     /// Passkeys' relying party (its id and origins).
     relying_party: crate::webauthn::RelyingParty,
+    /// Seals a passkey login's state into its `challenge_id`.
+    login_seal: SealKey,
 }
 
 /// How long [`Service::ready`] waits for the store.
@@ -151,6 +153,7 @@ impl Service {
                 &policy.webauthn_rp_id,
                 &policy.webauthn_origins,
             )?,
+            login_seal: refresh_secret.seal_key(passkeys::LOGIN_SEAL_PURPOSE)?,
             store,
             clock,
             policy,

@@ -1,16 +1,21 @@
 //! Passkeys (API.md §10): adding one to a logged-in account, listing and
 //! removing them, and logging in with one, with or without a username.
 //! The ceremonies' checks are [`crate::webauthn`]'s; this file keeps their
-//! state in the store between the two halves and decides who logs in.
+//! state between the two halves (a registration's in the store, a login's
+//! sealed in its `challenge_id`) and decides who logs in.
 
+use aws_lc_rs::digest;
 use base64::Engine;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use webauthn_rs_core::error::WebauthnError;
+use webauthn_rs_core::proto::AuthenticationState;
 
 use super::{Authenticated, Issued, RequestContext, Service};
 use crate::amr;
 use crate::audit::{AuditEvent, AuditRecord};
+use crate::clock::{from_unix_millis, unix_millis};
 use crate::crypto::{random_bytes, B64};
 use crate::error::ServiceError;
 use crate::ids::{PasskeyId, UserId};
@@ -21,10 +26,17 @@ use crate::store::{
 use crate::validate::{PasskeyName, Username};
 use crate::webauthn::{self, Allowed, Ceremony, LoginOf, CEREMONY_TTL};
 
-/// Random bytes of a `challenge_id`.
+/// Random bytes of a registration's `challenge_id`.
 const CHALLENGE_ID_BYTES: usize = 32;
 /// Their base64url length: a longer one is no challenge of ours.
 const CHALLENGE_ID_CHARS: usize = 43;
+/// The key of sealed logins is for this alone.
+pub(super) const LOGIN_SEAL_PURPOSE: &str = "passkey login";
+/// Bound to each sealed login as AAD: what the text is.
+const LOGIN_SEAL_LABEL: &str = "passkey login ceremony v1";
+/// A sealed login's `challenge_id` is a few hundred characters; a much
+/// longer one is no challenge of ours, and is not decoded.
+const SEALED_LOGIN_MAX_CHARS: usize = 4096;
 /// Bytes of a decoy credential id (a common length of real ones).
 const DECOY_ID_BYTES: usize = 32;
 /// The name of a passkey registered without one.
@@ -62,6 +74,15 @@ pub struct CeremonyStart {
 
 fn stale_challenge() -> ServiceError {
     ServiceError::invalid_request("the challenge is unknown, used or expired: start again")
+}
+
+/// A login ceremony as its `challenge_id` carries it: anyone may start a
+/// login, as often as they like, so its start leaves nothing in the store.
+#[derive(Serialize, Deserialize)]
+struct SealedLogin<C> {
+    /// Unix milliseconds.
+    expires_at: i64,
+    ceremony: C,
 }
 
 /// Why a passkey login was refused: the audit row's facts. The caller
@@ -243,12 +264,16 @@ impl Service {
             }
         };
         let (options, state) = self.relying_party.start_login(allowed)?;
-        self.keep_ceremony(
-            ChallengePurpose::Login,
-            &Ceremony::Login { of, state },
+        let sealed = SealedLogin {
+            expires_at: unix_millis(self.now() + CEREMONY_TTL),
+            ceremony: &Ceremony::Login { of, state },
+        };
+        let plain = serde_json::to_vec(&sealed)
+            .map_err(|e| ServiceError::Internal(format!("a WebAuthn state: {e}")))?;
+        Ok(CeremonyStart {
             options,
-        )
-        .await
+            challenge_id: B64.encode(self.login_seal.seal(LOGIN_SEAL_LABEL, &plain)?),
+        })
     }
 
     /// `POST /v1/auth/passkey/finish`: a checked answer to a login started
@@ -266,12 +291,7 @@ impl Service {
         let now = self.now();
         let rate_key = Self::passkey_rate_key(ctx);
         self.reserve_attempt(&rate_key, now, ctx).await?;
-        let Ceremony::Login { of, state } = self
-            .spend_ceremony(challenge_id, ChallengePurpose::Login)
-            .await?
-        else {
-            return Err(stale_challenge());
-        };
+        let (of, state) = self.spend_sealed_login(challenge_id).await?;
         let user = match self.check_passkey_login(&answer, of, state, now).await {
             Ok(user) => user,
             Err(LoginFailure::Failed(e)) => return Err(e),
@@ -304,7 +324,7 @@ impl Service {
         &self,
         answer: &webauthn_rs_core::proto::PublicKeyCredential,
         of: LoginOf,
-        state: webauthn_rs_core::proto::AuthenticationState,
+        state: AuthenticationState,
         now: OffsetDateTime,
     ) -> Result<UserRecord, LoginFailure> {
         let key = webauthn::credential_key(answer.get_credential_id());
@@ -353,6 +373,50 @@ impl Service {
             return Err(counter_refused(owner, passkey.sign_count));
         }
         Ok(user)
+    }
+
+    /// Opens a sealed login and spends it: at most once, on any node,
+    /// within [`CEREMONY_TTL`]. The store keeps the digest of each spent
+    /// one until it would have expired; only a finish, which the login
+    /// limit counts, adds one.
+    async fn spend_sealed_login(
+        &self,
+        challenge_id: &str,
+    ) -> Result<(LoginOf, AuthenticationState), ServiceError> {
+        if challenge_id.len() > SEALED_LOGIN_MAX_CHARS {
+            return Err(stale_challenge());
+        }
+        let sealed = B64.decode(challenge_id).map_err(|_| stale_challenge())?;
+        let plain = self
+            .login_seal
+            .open(LOGIN_SEAL_LABEL, &sealed)
+            .ok_or_else(stale_challenge)?;
+        // Ours, so it parses; unless another version sealed it.
+        let SealedLogin {
+            expires_at,
+            ceremony,
+        } = serde_json::from_slice::<SealedLogin<Ceremony>>(&plain)
+            .map_err(|_| stale_challenge())?;
+        let expires_at = from_unix_millis(expires_at);
+        let now = self.now();
+        let Ceremony::Login { of, state } = ceremony else {
+            return Err(stale_challenge());
+        };
+        if now >= expires_at {
+            return Err(stale_challenge());
+        }
+        let spent = WebauthnChallengeRecord {
+            id: B64.encode(digest::digest(&digest::SHA256, &sealed)),
+            purpose: ChallengePurpose::SpentLogin,
+            state: String::new(),
+            created_at: now,
+            expires_at,
+        };
+        match self.store.insert_webauthn_challenge(&spent).await {
+            Ok(()) => Ok((of, state)),
+            Err(StoreError::Conflict(_)) => Err(stale_challenge()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Keeps a ceremony's state for [`CEREMONY_TTL`] under a new random id.

@@ -356,11 +356,12 @@ async fn a_challenge_is_good_once_and_for_five_minutes() {
         )
         .await;
     assert_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
-    // Four made: two spent, two expired (one of them from the mismatched
-    // purpose's registration start) and one still there.
+    // Left for the prune: the digests of the two logins spent (kept as
+    // long as their challenges would have lived) and the two registrations
+    // never finished; the fresh one stays.
     let fresh = app.passkey_options(&alice.access).await;
     let pruned = app.service.prune().await.unwrap();
-    assert_eq!(pruned.webauthn_challenges, 3);
+    assert_eq!(pruned.webauthn_challenges, 4);
     let mut third = Authenticator::new(&app.url, Alg::Es256);
     let credential = third.create(&fresh["publicKey"]).unwrap();
     let r = app
@@ -370,6 +371,63 @@ async fn a_challenge_is_good_once_and_for_five_minutes() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_login_start_leaves_nothing_in_the_store() {
+    let app = TestApp::spawn().await;
+    let (alice, mut key) = app.user_with_passkey("alice", Alg::Es256).await;
+    app.service.prune().await.unwrap();
+
+    // Anyone may start logins, as many as they like: each answer carries
+    // its state sealed, and nothing is kept.
+    let alice_id = claims_of(&alice.access)["sub"].as_str().unwrap().to_owned();
+    let mut ids = std::collections::HashSet::new();
+    for username in [None, Some("alice"), Some("nobody")].repeat(20) {
+        let start = app.passkey_login_options(username).await;
+        let id = start["challenge_id"].as_str().unwrap().to_owned();
+        // Sealed: no trace of whom it names.
+        let text = String::from_utf8_lossy(&unb64(&id)).into_owned();
+        assert!(!text.contains(&alice_id) && !text.contains("alice"));
+        assert!(ids.insert(id));
+    }
+    app.advance(Duration::from_secs(301));
+    assert_eq!(app.service.prune().await.unwrap().webauthn_challenges, 0);
+
+    // What is not a sealed login of this server's is refused: changed by
+    // a bit, cut short, much too long, a registration's.
+    let start = app.passkey_login_options(None).await;
+    let sealed = unb64(start["challenge_id"].as_str().unwrap());
+    let mut flipped = sealed.clone();
+    flipped[sealed.len() / 2] ^= 1;
+    let registration = app.passkey_options(&alice.access).await;
+    for forged in [
+        b64(&flipped),
+        b64(&sealed[..sealed.len() - 1]),
+        "A".repeat(5000),
+        registration["challenge_id"].as_str().unwrap().to_owned(),
+    ] {
+        let credential = key.get(&start["publicKey"]).unwrap();
+        let r = app.finish_passkey_login(&json!(forged), credential).await;
+        assert_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+    }
+    // The real one still goes through, once: its finish keeps its digest
+    // until it would have expired, and the prune takes that then.
+    let credential = key.get(&start["publicKey"]).unwrap();
+    logged_in(
+        app.finish_passkey_login(&start["challenge_id"], credential.clone())
+            .await,
+    )
+    .await;
+    let r = app
+        .finish_passkey_login(&start["challenge_id"], credential)
+        .await;
+    assert_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.advance(Duration::from_secs(299));
+    assert_eq!(app.service.prune().await.unwrap().webauthn_challenges, 0);
+    app.advance(Duration::from_secs(1));
+    // The digest, and the registration started beside it.
+    assert_eq!(app.service.prune().await.unwrap().webauthn_challenges, 2);
 }
 
 #[tokio::test]
