@@ -60,9 +60,22 @@ impl AuthLayer {
     /// Also requires that the user logged in with the method `amr` (RFC
     /// 8176, e.g. `"otp"`): a valid token without it is answered 401
     /// `insufficient_user_authentication` with `acr_values` (RFC 9470).
-    /// Calls add up.
+    /// Calls add up. For any second factor, not one,
+    /// [`AuthLayer::require_second_factor`].
     pub fn require_amr(self, amr: impl Into<String>) -> Self {
         let login = (*self.login).clone().amr(amr);
+        Self {
+            login: Arc::new(login),
+            ..self
+        }
+    }
+
+    /// Also requires a login with more than a password: TOTP, a recovery
+    /// code or a passkey, whichever (`amr` `otp`, `mfa` or `hwk`); a
+    /// password alone is answered 401 `insufficient_user_authentication`
+    /// with `acr_values="mfa"` (RFC 9470).
+    pub fn require_second_factor(self) -> Self {
+        let login = (*self.login).clone().second_factor();
         Self {
             login: Arc::new(login),
             ..self

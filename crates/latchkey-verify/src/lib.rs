@@ -92,7 +92,7 @@
 //!     .route_layer(verifier.layer())
 //!     // or, for every route of a router: a second factor, recently.
 //!     .merge(Router::new().route("/billing", post(|| async { "ok" }))
-//!         .route_layer(verifier.layer().require_amr("otp")
+//!         .route_layer(verifier.layer().require_second_factor()
 //!             .require_max_age(Duration::from_secs(600))))
 //! # }
 //! ```
@@ -202,7 +202,7 @@ pub use crate::https::{redirect_policy, MAX_REDIRECTS};
 pub use crate::jwk::Algorithm;
 pub use crate::layer::{Auth, AuthLayer, RequireScope, Scope};
 pub use crate::request::Rejection;
-pub use crate::step_up::AuthRequirement;
+pub use crate::step_up::{AuthRequirement, SECOND_FACTOR_AMR};
 pub use crate::verifier::{
     Verifier, VerifierBuilder, DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY, DEFAULT_MAX_JWKS_BYTES,
     DEFAULT_MAX_STALE, DEFAULT_MIN_REFETCH_INTERVAL, MAX_LEEWAY,

@@ -10,18 +10,40 @@ use crate::claims::Claims;
 use crate::request::Rejection;
 use crate::verifier::unix_now;
 
-/// What a route demands of the user's login: every method of `amr` and, with
-/// `max_age`, a login no older than that. Made empty by `default()`; a
-/// layer carries one ([`AuthLayer::require_amr`](crate::AuthLayer::require_amr),
+/// The methods (`amr`) that make a latchkey login more than a password:
+/// TOTP (`otp`), a recovery code (`mfa`), a passkey (`hwk`; latchkey always
+/// has the authenticator verify its user, with a PIN or a biometric).
+pub const SECOND_FACTOR_AMR: [&str; 3] = ["otp", "mfa", "hwk"];
+
+/// What a refusal for want of a second factor names in `acr_values`.
+const SECOND_FACTOR_WANTED: &str = "mfa";
+
+/// What a route demands of the user's login: every method of `amr`, with
+/// `second_factor` any one of [`SECOND_FACTOR_AMR`], and, with `max_age`, a
+/// login no older than that. Made empty by `default()`; a layer carries
+/// one ([`AuthLayer::require_amr`](crate::AuthLayer::require_amr),
+/// [`AuthLayer::require_second_factor`](crate::AuthLayer::require_second_factor),
 /// [`AuthLayer::require_max_age`](crate::AuthLayer::require_max_age)).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthRequirement {
     amr: Vec<String>,
+    second_factor: bool,
     max_age: Option<Duration>,
 }
 
 impl AuthRequirement {
+    /// Also requires more than a password, whichever second factor it was
+    /// (see [`SECOND_FACTOR_AMR`]). A login without one is refused with
+    /// `acr_values="mfa"`.
+    #[must_use]
+    pub fn second_factor(mut self) -> Self {
+        self.second_factor = true;
+        self
+    }
+
     /// Also requires the method `amr` (e.g. `"otp"`, `"hwk"`, `"mfa"`).
+    /// For "a second factor, any", [`AuthRequirement::second_factor`]:
+    /// `amr("otp")` refuses a user who logged in with a passkey.
     #[must_use]
     pub fn amr(mut self, amr: impl Into<String>) -> Self {
         self.amr.push(amr.into());
@@ -38,7 +60,7 @@ impl AuthRequirement {
 
     /// `true` when nothing is required.
     pub fn is_empty(&self) -> bool {
-        self.amr.is_empty() && self.max_age.is_none()
+        self.amr.is_empty() && !self.second_factor && self.max_age.is_none()
     }
 
     /// Checks `claims` at `now` (Unix seconds).
@@ -47,12 +69,15 @@ impl AuthRequirement {
     ///
     /// [`Rejection::InsufficientUserAuthentication`] naming what is missing.
     pub fn check_at(&self, claims: &Claims, now: i64) -> Result<(), Rejection> {
-        let missing: Vec<String> = self
+        let mut missing: Vec<String> = self
             .amr
             .iter()
             .filter(|m| !claims.has_amr(m))
             .cloned()
             .collect();
+        if self.second_factor && !claims.has_second_factor() {
+            missing.push(SECOND_FACTOR_WANTED.to_owned());
+        }
         let too_old = self.max_age.filter(|max| {
             let max = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
             // A token that does not say when its login was cannot prove it recent.
@@ -94,6 +119,22 @@ impl Claims {
     /// [`Rejection::InsufficientUserAuthentication`].
     pub fn require_amr(&self, amr: &str) -> Result<(), Rejection> {
         AuthRequirement::default().amr(amr).check(self)
+    }
+
+    /// `true` when the login took more than a password: one of
+    /// [`SECOND_FACTOR_AMR`].
+    pub fn has_second_factor(&self) -> bool {
+        SECOND_FACTOR_AMR.iter().any(|m| self.has_amr(m))
+    }
+
+    /// `Ok` when the login took a second factor, whichever; else the 401
+    /// `insufficient_user_authentication` refusal (`acr_values="mfa"`).
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::InsufficientUserAuthentication`].
+    pub fn require_second_factor(&self) -> Result<(), Rejection> {
+        AuthRequirement::default().second_factor().check(self)
     }
 
     /// `Ok` when the login was at most `max_age` ago; else the 401
@@ -153,6 +194,37 @@ mod tests {
         }
         assert!(AuthRequirement::default().is_empty());
         assert!(!need.is_empty());
+    }
+
+    #[test]
+    fn a_second_factor_is_any_of_latchkeys() {
+        let need = AuthRequirement::default().second_factor();
+        assert!(!need.is_empty());
+        for amr in [&["pwd", "otp"][..], &["pwd", "mfa"], &["hwk", "user"]] {
+            assert!(need.check_at(&claims(amr, Some(0)), 10).is_ok(), "{amr:?}");
+            assert!(claims(amr, Some(0)).has_second_factor(), "{amr:?}");
+        }
+        for amr in [&["pwd"][..], &["user"], &[]] {
+            match need.check_at(&claims(amr, Some(0)), 10) {
+                Err(Rejection::InsufficientUserAuthentication {
+                    acr_values,
+                    max_age: None,
+                }) => assert_eq!(acr_values, ["mfa"], "{amr:?}"),
+                other => panic!("{amr:?}: {other:?}"),
+            }
+        }
+        // Beside a named method, each missing one is named once.
+        let both = need.amr("otp");
+        match both.check_at(&claims(&["pwd"], Some(0)), 10) {
+            Err(Rejection::InsufficientUserAuthentication { acr_values, .. }) => {
+                assert_eq!(acr_values, ["otp", "mfa"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(claims(&["hwk", "user"], Some(0))
+            .require_second_factor()
+            .is_ok());
+        assert!(claims(&["pwd"], Some(0)).require_second_factor().is_err());
     }
 
     #[test]

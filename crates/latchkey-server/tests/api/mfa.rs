@@ -730,8 +730,9 @@ async fn starting_an_enrolment_takes_no_body() {
 }
 
 /// A resource server with `latchkey-verify` (RFC 9470): a route that wants
-/// a second factor, another a login of the last 2 seconds; refused with the
-/// challenge that says so, then let through after a fitting login.
+/// TOTP, one that wants any second factor, another a login of the last 2
+/// seconds; refused with the challenge that says so, then let through
+/// after a fitting login.
 #[tokio::test]
 async fn a_resource_server_asks_for_more_and_a_new_login_gives_it() {
     use axum::routing::post;
@@ -748,6 +749,11 @@ async fn a_resource_server_asks_for_more_and_a_new_login_gives_it() {
     let api = axum::Router::new()
         .route("/billing", post(|| async { "billed" }))
         .route_layer(verifier.layer().require_amr("otp"))
+        .merge(
+            axum::Router::new()
+                .route("/transfer", post(|| async { "sent" }))
+                .route_layer(verifier.layer().require_second_factor()),
+        )
         .merge(
             axum::Router::new()
                 .route(
@@ -778,6 +784,12 @@ async fn a_resource_server_asks_for_more_and_a_new_login_gives_it() {
     );
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "insufficient_user_authentication");
+    let r = call("/transfer", carol.access.clone()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        r#"Bearer error="insufficient_user_authentication", error_description="a login with mfa is required", acr_values="mfa""#
+    );
     assert_eq!(
         call("/posts/delete", carol.access.clone()).await.status(),
         StatusCode::OK
@@ -813,7 +825,25 @@ async fn a_resource_server_asks_for_more_and_a_new_login_gives_it() {
         .second_step(json!({ "mfa_token": token, "code": phone.code(&app, 0) }))
         .await;
     let dave = pair_of(r).await;
-    let r = call("/billing", dave.access).await;
+    let r = call("/billing", dave.access.clone()).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().await.unwrap(), "billed");
+    assert_eq!(
+        call("/transfer", dave.access).await.status(),
+        StatusCode::OK
+    );
+
+    // A passkey is a second factor too, though not TOTP.
+    let (_, mut key) = app
+        .user_with_passkey("erin", crate::authenticator::Alg::Es256)
+        .await;
+    let erin = pair_of(app.passkey_login(&mut key, Some("erin")).await).await;
+    assert_eq!(
+        call("/transfer", erin.access.clone()).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        call("/billing", erin.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
