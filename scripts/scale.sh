@@ -33,9 +33,13 @@
 #
 #   scripts/scale.sh
 #   ENGINES=sqlite SESSIONS=1000000 USERS=100000 scripts/scale.sh
+#   ENGINES=sqlite STORES=10M scripts/scale.sh     (the prune's turn alone)
 #
 # Settings (environment):
 #   ENGINES      space-separated, of sqlite and pg (default "sqlite pg")
+#   STORES       space-separated, of 10k 100k 10M (default all three; the
+#                ratios need the 10k and 100k stores, the prune's turn only
+#                the 10M store)
 #   USERS        users of the big store (default 1000000)
 #   SESSIONS     sessions of the big store (default 10000000)
 #   LIVE         sessions driven on the big store (default 100000)
@@ -56,6 +60,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ME=scale.sh
 ENGINES="${ENGINES:-sqlite pg}"
+STORES="${STORES:-10k 100k 10M}"
 USERS="${USERS:-1000000}"
 SESSIONS="${SESSIONS:-10000000}"
 LIVE="${LIVE:-100000}"
@@ -80,6 +85,12 @@ for engine in $ENGINES; do
     case "$engine" in
         sqlite | pg) ;;
         *) log "unknown engine '$engine' (sqlite or pg)"; exit 2 ;;
+    esac
+done
+for store in $STORES; do
+    case "$store" in
+        10k | 100k | 10M) ;;
+        *) log "unknown store '$store' (10k, 100k or 10M)"; exit 2 ;;
     esac
 done
 
@@ -219,6 +230,7 @@ drive() {
 for engine in $ENGINES; do
     for spec in "10k:1000:10000:10000" "100k:10000:$LIVE:$LIVE" "10M:$USERS:$SESSIONS:$LIVE"; do
         IFS=: read -r store users sessions live <<<"$spec"
+        case " $STORES " in *" $store "*) ;; *) continue ;; esac
         new_database "$engine"
         tokens="$WORK/$engine-$store.tokens"
         log "$(engine_name "$engine") $store: filling $users users, $sessions sessions"

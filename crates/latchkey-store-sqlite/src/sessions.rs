@@ -224,6 +224,11 @@ pub(crate) async fn count_live(
         .await
 }
 
+/// The dead sessions of a window of ids, where each index keeps them.
+const DEAD_IN_WINDOW: &str = "SELECT rowid, user_id, created_at, client_id FROM sessions \
+     WHERE id > ?1 AND id <= ?2 AND \
+     (revoked_at IS NOT NULL OR absolute_expires_at <= ?3 OR last_used_at <= ?4)";
+
 pub(crate) async fn prune(
     store: &SqliteStore,
     dead: DeadSessions,
@@ -231,28 +236,59 @@ pub(crate) async fn prune(
     batch: u32,
 ) -> StoreResult<SessionsPruned> {
     let after = after.unwrap_or_default().to_owned();
-    store
-        .write(move |conn| {
-            // The window: the next `batch` ids. Bounded work whatever the
-            // table's size or how few of its rows are dead.
+    let (now, idle_before) = (ms(dead.now), ms(dead.idle_before));
+    // On a reader first: the window (the next `batch` ids: bounded work
+    // whatever the table's size or how few of its rows are dead), its dead
+    // rows, and every page their deletion changes: each row's, and its
+    // entries in each index. In a large store those are random pages,
+    // often on disk; read here, the writer finds them in memory instead of
+    // reading them while every other write waits (10M sessions: a window
+    // held the writer up to 1.6 s).
+    let from = after.clone();
+    let window = store
+        .scan(move |conn| {
             let last: Option<String> = conn
                 .prepare_cached(
                     "SELECT MAX(id) FROM (SELECT id FROM sessions WHERE id > ?1 \
                      ORDER BY id LIMIT ?2)",
                 )?
-                .query_row(params![after, batch], |row| row.get(0))?;
+                .query_row(params![from, batch], |row| row.get(0))?;
             let Some(last) = last else {
-                return Ok(SessionsPruned {
-                    deleted: 0,
-                    next: None,
-                });
+                return Ok(None);
             };
+            let mut by_user = conn.prepare_cached(
+                "SELECT count(*) FROM sessions INDEXED BY sessions_by_user \
+                 WHERE user_id = ?1 AND created_at = ?2 AND rowid = ?3",
+            )?;
+            let mut by_client = conn.prepare_cached(
+                "SELECT count(*) FROM sessions INDEXED BY sessions_by_client \
+                 WHERE client_id = ?1 AND rowid = ?2",
+            )?;
+            let mut rows = conn.prepare_cached(DEAD_IN_WINDOW)?;
+            let mut rows = rows.query(params![from, last, now, idle_before])?;
+            while let Some(row) = rows.next()? {
+                let (rowid, user, created, client): (i64, String, i64, String) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                by_user.query_row(params![user, created, rowid], |_| Ok(()))?;
+                by_client.query_row(params![client, rowid], |_| Ok(()))?;
+            }
+            Ok(Some(last))
+        })
+        .await?;
+    let Some(last) = window else {
+        return Ok(SessionsPruned {
+            deleted: 0,
+            next: None,
+        });
+    };
+    store
+        .write(move |conn| {
             let deleted = conn
                 .prepare_cached(
                     "DELETE FROM sessions WHERE id > ?1 AND id <= ?2 AND \
                      (revoked_at IS NOT NULL OR absolute_expires_at <= ?3 OR last_used_at <= ?4)",
                 )?
-                .execute(params![after, last, ms(dead.now), ms(dead.idle_before)])?;
+                .execute(params![after, last, now, idle_before])?;
             Ok(SessionsPruned {
                 deleted: deleted as u64,
                 next: Some(last),

@@ -80,6 +80,7 @@ macro_rules! conformance_suite {
             removing_a_client_revokes_its_sessions,
             prune_removes_only_what_cannot_matter,
             prune_sessions_a_batch_at_a_time,
+            prune_sessions_deletes_a_whole_window_of_dead_ones,
             prune_audit_and_failures_a_batch_at_a_time,
             every_revocation_is_recorded_once,
             a_purged_key_is_recorded_once,

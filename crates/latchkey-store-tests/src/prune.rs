@@ -141,6 +141,40 @@ pub async fn prune_sessions_a_batch_at_a_time(store: Arc<dyn Store>) {
     }
 }
 
+/// One call deletes every dead session of its window, however many (a
+/// store may delete them in several writes).
+pub async fn prune_sessions_deletes_a_whole_window_of_dead_ones(store: Arc<dyn Store>) {
+    let alice = add_user(&*store, "alice", 0).await;
+    let mut live = Vec::new();
+    let mut dead = 0;
+    for i in 0..150 {
+        let s = add_session(&*store, &alice.id, i).await;
+        if i % 10 < 7 {
+            store
+                .revoke_sessions(RevokeScope::One(&s.id), at(100), "logout")
+                .await
+                .unwrap();
+            dead += 1;
+        } else {
+            live.push(s);
+        }
+    }
+    let cutoff = DeadSessions {
+        now: at(200),
+        idle_before: at(-1),
+    };
+    let batch = store.prune_sessions(cutoff, None, 150).await.unwrap();
+    assert_eq!(batch.deleted, dead);
+    let again = store
+        .prune_sessions(cutoff, batch.next.as_deref(), 150)
+        .await
+        .unwrap();
+    assert_eq!((again.deleted, again.next), (0, None));
+    for s in &live {
+        assert_eq!(stored(&*store, &s.id).await, *s);
+    }
+}
+
 /// Audit rows go oldest first and login-limit windows `batch` at a time.
 pub async fn prune_audit_and_failures_a_batch_at_a_time(store: Arc<dyn Store>) {
     let rows: Vec<AuditRecord> = (0..5)

@@ -87,6 +87,22 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Finishes the login `start` with `authenticator`'s answer, then
+    /// presents that answer again: the first logs in, the second is refused.
+    async fn finish_login_once(&self, start: &Value, authenticator: &mut Authenticator) -> Pair {
+        let credential = authenticator.get(&start["publicKey"]).unwrap();
+        let pair = logged_in(
+            self.finish_passkey_login(&start["challenge_id"], credential.clone())
+                .await,
+        )
+        .await;
+        let r = self
+            .finish_passkey_login(&start["challenge_id"], credential)
+            .await;
+        assert_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+        pair
+    }
+
     /// A whole passkey login with `authenticator`: the finish's answer.
     pub(crate) async fn passkey_login(
         &self,
@@ -307,16 +323,7 @@ async fn a_challenge_is_good_once_and_for_five_minutes() {
 
     // Login: once, even by the right authenticator.
     let start = app.passkey_login_options(None).await;
-    let credential = key.get(&start["publicKey"]).unwrap();
-    logged_in(
-        app.finish_passkey_login(&start["challenge_id"], credential.clone())
-            .await,
-    )
-    .await;
-    let r = app
-        .finish_passkey_login(&start["challenge_id"], credential)
-        .await;
-    assert_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.finish_login_once(&start, &mut key).await;
 
     // A login's challenge is no registration's, and trying does not spend it.
     let start = app.passkey_login_options(None).await;
@@ -413,16 +420,7 @@ async fn a_login_start_leaves_nothing_in_the_store() {
     }
     // The real one still goes through, once: its finish keeps its digest
     // until it would have expired, and the prune takes that then.
-    let credential = key.get(&start["publicKey"]).unwrap();
-    logged_in(
-        app.finish_passkey_login(&start["challenge_id"], credential.clone())
-            .await,
-    )
-    .await;
-    let r = app
-        .finish_passkey_login(&start["challenge_id"], credential)
-        .await;
-    assert_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+    app.finish_login_once(&start, &mut key).await;
     app.advance(Duration::from_secs(299));
     assert_eq!(app.service.prune().await.unwrap().webauthn_challenges, 0);
     app.advance(Duration::from_secs(1));
