@@ -346,7 +346,8 @@ impl ChallengePurpose {
 /// its ceremony (a registration) or refuse it a second time (a login).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebauthnChallengeRecord {
-    /// The `challenge_id` the client is given (random).
+    /// A registration's `challenge_id` (random), or the SHA-256 of a spent
+    /// login's (base64url, as long).
     pub id: String,
     pub purpose: ChallengePurpose,
     /// The ceremony's state: JSON the service writes and reads.

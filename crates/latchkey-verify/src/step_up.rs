@@ -75,7 +75,8 @@ impl AuthRequirement {
             .filter(|m| !claims.has_amr(m))
             .cloned()
             .collect();
-        if self.second_factor && !claims.has_second_factor() {
+        let named = missing.iter().any(|m| m == SECOND_FACTOR_WANTED);
+        if self.second_factor && !claims.has_second_factor() && !named {
             missing.push(SECOND_FACTOR_WANTED.to_owned());
         }
         let too_old = self.max_age.filter(|max| {
@@ -214,6 +215,13 @@ mod tests {
             }
         }
         // Beside a named method, each missing one is named once.
+        let mfa_twice = need.clone().amr("mfa");
+        match mfa_twice.check_at(&claims(&["pwd"], Some(0)), 10) {
+            Err(Rejection::InsufficientUserAuthentication { acr_values, .. }) => {
+                assert_eq!(acr_values, ["mfa"]);
+            }
+            other => panic!("{other:?}"),
+        }
         let both = need.amr("otp");
         match both.check_at(&claims(&["pwd"], Some(0)), 10) {
             Err(Rejection::InsufficientUserAuthentication { acr_values, .. }) => {
