@@ -224,10 +224,14 @@ pub(crate) async fn count_live(
         .await
 }
 
-/// The dead sessions of a window of ids, where each index keeps them.
-const DEAD_IN_WINDOW: &str = "SELECT rowid, user_id, created_at, client_id FROM sessions \
-     WHERE id > ?1 AND id <= ?2 AND \
-     (revoked_at IS NOT NULL OR absolute_expires_at <= ?3 OR last_used_at <= ?4)";
+/// Which sessions of a window of ids (`?1` < id <= `?2`) are dead at `?3`,
+/// idle since `?4`: the prune reads them, then deletes them.
+macro_rules! dead_in_window {
+    () => {
+        "WHERE id > ?1 AND id <= ?2 AND \
+         (revoked_at IS NOT NULL OR absolute_expires_at <= ?3 OR last_used_at <= ?4)"
+    };
+}
 
 pub(crate) async fn prune(
     store: &SqliteStore,
@@ -264,7 +268,10 @@ pub(crate) async fn prune(
                 "SELECT count(*) FROM sessions INDEXED BY sessions_by_client \
                  WHERE client_id = ?1 AND rowid = ?2",
             )?;
-            let mut rows = conn.prepare_cached(DEAD_IN_WINDOW)?;
+            let mut rows = conn.prepare_cached(concat!(
+                "SELECT rowid, user_id, created_at, client_id FROM sessions ",
+                dead_in_window!()
+            ))?;
             let mut rows = rows.query(params![from, last, now, idle_before])?;
             while let Some(row) = rows.next()? {
                 let (rowid, user, created, client): (i64, String, i64, String) =
@@ -284,10 +291,7 @@ pub(crate) async fn prune(
     store
         .write(move |conn| {
             let deleted = conn
-                .prepare_cached(
-                    "DELETE FROM sessions WHERE id > ?1 AND id <= ?2 AND \
-                     (revoked_at IS NOT NULL OR absolute_expires_at <= ?3 OR last_used_at <= ?4)",
-                )?
+                .prepare_cached(concat!("DELETE FROM sessions ", dead_in_window!()))?
                 .execute(params![after, last, now, idle_before])?;
             Ok(SessionsPruned {
                 deleted: deleted as u64,

@@ -138,8 +138,7 @@ impl Service {
             user_id: user.id.to_string(),
             state,
         };
-        self.keep_ceremony(ChallengePurpose::Registration, &ceremony, options)
-            .await
+        self.keep_registration(&ceremony, options).await
     }
 
     /// `POST /v1/me/passkeys/register/finish`: the authenticator's answer
@@ -155,9 +154,8 @@ impl Service {
         // The input first: a typo must not spend the challenge.
         let name = PasskeyName::parse(name.unwrap_or(DEFAULT_NAME))?;
         let answer = webauthn::registration_answer(credential)?;
-        let Ceremony::Registration { user_id, state } = self
-            .spend_ceremony(challenge_id, ChallengePurpose::Registration)
-            .await?
+        let Ceremony::Registration { user_id, state } =
+            self.spend_registration(challenge_id).await?
         else {
             return Err(stale_challenge());
         };
@@ -419,10 +417,10 @@ impl Service {
         }
     }
 
-    /// Keeps a ceremony's state for [`CEREMONY_TTL`] under a new random id.
-    async fn keep_ceremony(
+    /// Keeps a registration's state for [`CEREMONY_TTL`] under a new
+    /// random id (a login's travels sealed instead).
+    async fn keep_registration(
         &self,
-        purpose: ChallengePurpose,
         ceremony: &Ceremony,
         options: Value,
     ) -> Result<CeremonyStart, ServiceError> {
@@ -431,7 +429,7 @@ impl Service {
         self.store
             .insert_webauthn_challenge(&WebauthnChallengeRecord {
                 id: challenge_id.clone(),
-                purpose,
+                purpose: ChallengePurpose::Registration,
                 state: ceremony.to_json()?,
                 created_at: now,
                 expires_at: now + CEREMONY_TTL,
@@ -443,20 +441,16 @@ impl Service {
         })
     }
 
-    /// Spends the challenge `id` of `purpose` and answers its ceremony: at
+    /// Spends the registration challenge `id` and answers its ceremony: at
     /// most once, on any node, within [`CEREMONY_TTL`].
-    async fn spend_ceremony(
-        &self,
-        id: &str,
-        purpose: ChallengePurpose,
-    ) -> Result<Ceremony, ServiceError> {
+    async fn spend_registration(&self, id: &str) -> Result<Ceremony, ServiceError> {
         let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
         if id.len() != CHALLENGE_ID_CHARS || !id.bytes().all(base64url) {
             return Err(stale_challenge());
         }
         let record = self
             .store
-            .take_webauthn_challenge(id, purpose, self.now())
+            .take_webauthn_challenge(id, ChallengePurpose::Registration, self.now())
             .await?
             .ok_or_else(stale_challenge)?;
         Ceremony::from_json(&record.state)

@@ -89,9 +89,9 @@ impl TestApp {
 
     /// Finishes the login `start` with `authenticator`'s answer, then
     /// presents that answer again: the first logs in, the second is refused.
-    async fn finish_login_once(&self, start: &Value, authenticator: &mut Authenticator) -> Pair {
+    async fn finish_login_once(&self, start: &Value, authenticator: &mut Authenticator) {
         let credential = authenticator.get(&start["publicKey"]).unwrap();
-        let pair = logged_in(
+        logged_in(
             self.finish_passkey_login(&start["challenge_id"], credential.clone())
                 .await,
         )
@@ -100,7 +100,6 @@ impl TestApp {
             .finish_passkey_login(&start["challenge_id"], credential)
             .await;
         assert_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
-        pair
     }
 
     /// A whole passkey login with `authenticator`: the finish's answer.
